@@ -1,0 +1,109 @@
+//! Canonical JSON and the digests built on it.
+//!
+//! Everything Hermes hashes (ledger events, decision payloads, policy digests)
+//! goes through [`to_canonical_string`]: RFC 8785 style, object keys sorted by
+//! their UTF-16 code units, no insignificant whitespace, strings escaped as
+//! serde_json escapes them (which matches RFC 8785 for the control characters,
+//! `"` and `\`). Key order never depends on how a map was built or on which
+//! serde_json features another crate switched on.
+//!
+//! Hashed payloads hold integers, strings, booleans and nulls only; a float is
+//! written in serde_json's shortest round-trip form, which agrees with
+//! ECMAScript's number formatting except for exponents (`1e21` vs `1e+21`).
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Writes `value` as canonical JSON.
+pub fn to_canonical_string(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(value, &mut out);
+    out
+}
+
+/// Serializes `value` and returns its canonical JSON.
+pub fn canonical_json<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    Ok(to_canonical_string(&serde_json::to_value(value)?))
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest.iter() {
+        hex.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+        hex.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+    }
+    hex
+}
+
+/// SHA-256 of the canonical JSON of `value`.
+pub fn digest<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    Ok(sha256_hex(canonical_json(value)?.as_bytes()))
+}
+
+fn write_value(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_scalar(&Value::String(key.clone()), out);
+                out.push(':');
+                write_value(item, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(item, out);
+            }
+            out.push(']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(value: &Value, out: &mut String) {
+    // Scalars have exactly one serde_json rendering; it cannot fail.
+    out.push_str(&serde_json::to_string(value).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_sorted_and_no_whitespace() {
+        let v = json!({"b": 1, "a": {"z": [1, 2, {"y": null, "x": true}], "c": "s\n"}});
+        assert_eq!(
+            to_canonical_string(&v),
+            r#"{"a":{"c":"s\n","z":[1,2,{"x":true,"y":null}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn keys_sorted_by_utf16_code_units() {
+        // U+E000 sorts after U+1F600 in UTF-8 byte order but before it in UTF-16.
+        let v = json!({"\u{1F600}": 1, "\u{E000}": 2});
+        assert_eq!(to_canonical_string(&v), "{\"\u{E000}\":2,\"\u{1F600}\":1}");
+    }
+
+    #[test]
+    fn sha256_of_empty_input() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! The CLI's one user-facing error type and the exit codes.
+
+use crate::cycle::CycleError;
+use crate::ledger::LedgerError;
+use crate::policy::PolicyError;
+use crate::state::StateError;
+use std::fmt;
+use std::process::ExitCode;
+
+/// Class of error; fixes the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 1: a bug or an I/O failure outside the state directory.
+    Internal,
+    /// 3: the policy (or other configuration) is missing or invalid.
+    Config,
+    /// 4: the state directory cannot be used as it is.
+    State,
+    /// 5: the ledger's hash chain does not verify.
+    Integrity,
+}
+
+impl ErrorKind {
+    pub fn exit_code(self) -> ExitCode {
+        ExitCode::from(match self {
+            ErrorKind::Internal => 1,
+            ErrorKind::Config => 3,
+            ErrorKind::State => 4,
+            ErrorKind::Integrity => 5,
+        })
+    }
+}
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0.
+    Success,
+    /// 10: the cycle ran, and some repository is blocked or failed.
+    Attention,
+}
+
+impl ExitStatus {
+    pub fn exit_code(self) -> ExitCode {
+        ExitCode::from(match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Attention => 10,
+        })
+    }
+}
+
+/// An error as the user sees it: what went wrong and what to do about it.
+#[derive(Debug)]
+pub struct CliError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub hints: Vec<String>,
+}
+
+impl CliError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), hints: Vec::new() }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        for hint in &self.hints {
+            writeln!(f, "hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<PolicyError> for CliError {
+    fn from(e: PolicyError) -> Self {
+        let hint = match &e {
+            PolicyError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                "create a workspace with `hermes init` (or point --home / HERMES_HOME at one)"
+            }
+            PolicyError::Invalid { .. } => {
+                "the policy's format is in config/runtime_upgrade_policies.schema.json; check it with `hermes policy check`"
+            }
+            _ => "check the file's permissions",
+        };
+        CliError::new(ErrorKind::Config, e.to_string()).hint(hint)
+    }
+}
+
+impl From<StateError> for CliError {
+    fn from(e: StateError) -> Self {
+        let hint = match &e {
+            StateError::FutureVersion { .. } => "this workspace was last used by a newer hermes; upgrade hermes",
+            StateError::Corrupt { .. } => "move the file aside; hermes rebuilds views from the ledger",
+            _ => "check the state directory's permissions and free space",
+        };
+        CliError::new(ErrorKind::State, e.to_string()).hint(hint)
+    }
+}
+
+impl From<LedgerError> for CliError {
+    fn from(e: LedgerError) -> Self {
+        match &e {
+            LedgerError::Broken { .. } => CliError::new(ErrorKind::Integrity, e.to_string())
+                .hint("the ledger was changed outside hermes; restore it from a backup, nothing will be written until it verifies"),
+            LedgerError::FutureVersion { .. } => {
+                CliError::new(ErrorKind::State, e.to_string()).hint("upgrade hermes to continue this ledger")
+            }
+            LedgerError::Io { .. } => CliError::new(ErrorKind::State, e.to_string())
+                .hint("check the state directory's permissions and free space"),
+        }
+    }
+}
+
+impl From<CycleError> for CliError {
+    fn from(e: CycleError) -> Self {
+        match e {
+            CycleError::Policy(e) => e.into(),
+            CycleError::State(e) => e.into(),
+            CycleError::Ledger(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The command line: one file per subcommand, each with its args struct and
+//! `run` function; [`error::CliError`] is the one user-facing error, with a
+//! kind that fixes the exit code and hints that say what to do.
+//!
+//! Exit codes (also in the README):
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | success |
+//! | 1    | internal or I/O error |
+//! | 2    | usage error (bad flags or arguments) |
+//! | 3    | configuration error (policy invalid or missing) |
+//! | 4    | state error (unreadable or newer-format state, workspace exists) |
+//! | 5    | integrity error (the ledger's hash chain does not verify) |
+//! | 10   | the cycle ran, and some repository is blocked or failed to apply |
+
+mod cycle;
+mod demo;
+mod error;
+mod init;
+mod plan;
+mod policy;
+mod render;
+mod repo;
+mod verify;
+
+pub use error::{CliError, ErrorKind, ExitStatus};
+
+use crate::workspace::Workspace;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Hermes: plan, gate, execute and replay upgrade cycles over the git
+/// repositories of one workspace.
+#[derive(Debug, Parser)]
+#[command(name = "hermes", version, about, long_about = None)]
+pub struct Cli {
+    /// Workspace directory [default: ~/.hermes]
+    #[arg(long, env = "HERMES_HOME", global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Log format on stderr (level from RUST_LOG, default warn)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Init(init::Args),
+    #[command(subcommand)]
+    Repo(repo::Command),
+    #[command(subcommand)]
+    Policy(policy::Command),
+    Plan(plan::Args),
+    Cycle(cycle::Args),
+    Verify(verify::Args),
+    Demo(demo::Args),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(status) => status.exit_code(),
+        Err(error) => {
+            eprint!("{error}");
+            error.kind.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitStatus, CliError> {
+    let workspace = || -> Result<Workspace, CliError> {
+        let home = cli.home.clone().or_else(Workspace::default_home).ok_or_else(|| {
+            CliError::new(ErrorKind::Config, "cannot tell where the workspace is: HOME is not set")
+                .hint("pass --home DIR or set HERMES_HOME")
+        })?;
+        Ok(Workspace::new(&home))
+    };
+    match cli.command {
+        Command::Init(args) => init::run(&workspace()?, args),
+        Command::Repo(command) => repo::run(&workspace()?, command),
+        Command::Policy(command) => policy::run(&workspace()?, command),
+        Command::Plan(args) => plan::run(&workspace()?, args),
+        Command::Cycle(args) => cycle::run(&workspace()?, args),
+        Command::Verify(args) => verify::run(&workspace()?, args),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A progress printer: lines on stderr when it is a terminal, silence under
+/// cron or when stderr is redirected.
+fn progress() -> impl Fn(&str) {
+    let interactive = std::io::stderr().is_terminal();
+    move |message: &str| {
+        if interactive {
+            eprintln!("  {message}");
+        }
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::new(ErrorKind::Internal, format!("cannot serialize output: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! The two-phase upgrade cycle.
+//!
+//! ```text
+//! PHASE 1 (no mutation)  probe every repo -> plan
+//! PHASE 2                execute | defer | block in plan order -> finalize
+//! ```
+//!
+//! Every step appends to the ledger before it counts as done; the state
+//! views are written last, from the ledger's head. [`Mode::Plan`] runs
+//! phase 1 only: it appends nothing, writes no view and touches no worktree
+//! or branch (a fetch still updates remote-tracking refs, unless disabled).
+//!
+//! Later stages plug in here: plugins score and select in phase 1, leases
+//! and the integrity gate sit between the phases.
+
+pub mod apply;
+pub mod fetch;
+pub mod finalize;
+pub mod outcome;
+pub mod plan;
+pub mod probe;
+
+use crate::clock::Clock;
+use crate::ledger::{EventKind, EventLedger, LedgerError};
+use crate::policy::{Policy, PolicyError};
+use crate::state::{LedgerHead, StateError, StateStore, ViewName};
+use crate::workspace::Workspace;
+use finalize::FinalizeError;
+use git2::Oid;
+use outcome::{Outcome, RepoOutcome};
+use plan::{Decision, Plan, Recommendation};
+use probe::{ProbeOptions, RepoProbe};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How far a cycle goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Phase 1 only; nothing is recorded or changed.
+    Plan,
+    /// Both phases.
+    Execute,
+}
+
+/// Options of one cycle.
+#[derive(Debug, Clone, Copy)]
+pub struct CycleOptions {
+    pub mode: Mode,
+    /// Fetch while probing.
+    pub fetch: bool,
+    pub clock: Clock,
+}
+
+/// Errors that stop a cycle before it finishes. Repository-level problems
+/// never do: they become deferred or blocked outcomes.
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<FinalizeError> for CycleError {
+    fn from(e: FinalizeError) -> Self {
+        match e {
+            FinalizeError::State(e) => CycleError::State(e),
+            FinalizeError::Ledger(e) => CycleError::Ledger(e),
+        }
+    }
+}
+
+/// What a cycle decided and did, per repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleReport {
+    pub tick: String,
+    pub mode: Mode,
+    pub started_at: String,
+    pub policy_digest: String,
+    pub decision_hash: String,
+    /// Ledger position after the cycle (execute mode only).
+    pub ledger_head: Option<LedgerHead>,
+    pub repos: Vec<RepoReport>,
+}
+
+/// One row of a [`CycleReport`], in plan order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoReport {
+    pub repo: String,
+    pub depth: u32,
+    pub recommendation: Recommendation,
+    /// `None` in plan mode.
+    pub outcome: Option<Outcome>,
+    pub reason_code: String,
+    pub reason: String,
+    pub head_before: Option<String>,
+    pub head_after: Option<String>,
+    pub target: Option<String>,
+    pub ahead: u64,
+    pub behind: u64,
+}
+
+impl CycleReport {
+    /// Number of repositories per outcome.
+    pub fn counts(&self) -> BTreeMap<Outcome, u64> {
+        let mut counts = BTreeMap::new();
+        for outcome in self.repos.iter().filter_map(|r| r.outcome) {
+            *counts.entry(outcome).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Whether some repository is blocked or failed.
+    pub fn needs_attention(&self) -> bool {
+        self.repos.iter().filter_map(|r| r.outcome).any(Outcome::needs_attention)
+    }
+}
+
+/// Progress messages for an interactive terminal.
+pub type Progress<'a> = &'a dyn Fn(&str);
+
+/// Runs one cycle over every repository of the workspace's policy.
+pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>) -> Result<CycleReport, CycleError> {
+    let policy = workspace.load_policy()?;
+    let clock = options.clock;
+    let started_at = clock.now_rfc3339();
+    let tick = format!("{}-{}", clock.now().format("%Y%m%dT%H%M%S%3fZ"), std::process::id());
+    let probe_options = ProbeOptions { fetch: options.fetch, fetch_timeout: Duration::from_secs(policy.fetch.timeout_secs) };
+    if options.mode == Mode::Plan {
+        let probes = probe_all(workspace, &policy, probe_options, progress);
+        let plan = plan::plan(&policy, &probes, &tick);
+        let repos = plan.decisions.iter().map(|d| report_row(d, None, d.head.clone())).collect();
+        return Ok(CycleReport {
+            tick,
+            mode: Mode::Plan,
+            started_at,
+            policy_digest: plan.policy_digest,
+            decision_hash: plan.decision_hash,
+            ledger_head: None,
+            repos,
+        });
+    }
+
+    let store = StateStore::open(&workspace.state_dir())?;
+    for view in [ViewName::GlobalOrchestrationPlan, ViewName::UpgradeSummary] {
+        store.check_writable(view)?;
+    }
+    let mut ledger = EventLedger::open(store.dir(), &workspace.state_dir(), clock, &tick)?;
+    let mut state = finalize::load_upgrade_state(&store, &mut ledger, &tick)?;
+    let policy_digest = policy.digest();
+    ledger.append(
+        &tick,
+        EventKind::CycleStarted,
+        "cycle",
+        json!({ "mode": Mode::Execute, "policy_digest": policy_digest, "repos": policy.repos.len() }),
+    )?;
+
+    // PHASE 1: probe and plan. Nothing in any repository changes.
+    let probes = probe_all(workspace, &policy, probe_options, progress);
+    for probe in &probes {
+        ledger.append(&tick, EventKind::RepoProbed, &probe.repo, serde_json::to_value(probe).unwrap_or_default())?;
+    }
+    let plan = plan::plan(&policy, &probes, &tick);
+    let event = ledger.append(&tick, EventKind::PlanMade, "cycle", serde_json::to_value(&plan).unwrap_or_default())?;
+    store.write(ViewName::GlobalOrchestrationPlan, &clock.now_rfc3339(), &event_head(&event), &plan)?;
+
+    // PHASE 2: execute, defer or block, in plan order.
+    let mut repos = Vec::with_capacity(plan.decisions.len());
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+    for decision in &plan.decisions {
+        let result = execute(workspace, &policy, &plan, decision, &outcomes, &tick, progress);
+        let event = ledger.append(&tick, result.outcome.event_kind(), &decision.repo, serde_json::to_value(&result).unwrap_or_default())?;
+        state.apply(&event);
+        outcomes.insert(decision.repo.clone(), result.outcome);
+        let mut row = report_row(decision, Some(result.outcome), result.head_after.clone());
+        row.reason_code = result.reason_code;
+        row.reason = result.reason;
+        repos.push(row);
+    }
+
+    let mut report = CycleReport {
+        tick: tick.clone(),
+        mode: Mode::Execute,
+        started_at,
+        policy_digest,
+        decision_hash: plan.decision_hash.clone(),
+        ledger_head: None,
+        repos,
+    };
+    let finished = ledger.append(
+        &tick,
+        EventKind::CycleFinished,
+        "cycle",
+        json!({ "decision_hash": report.decision_hash, "counts": report.counts() }),
+    )?;
+    let head = event_head(&finished);
+    report.ledger_head = Some(head.clone());
+    finalize::write_views(&store, &state, &report, &clock.now_rfc3339(), &head)?;
+    Ok(report)
+}
+
+fn event_head(event: &crate::ledger::HermesEvent) -> LedgerHead {
+    LedgerHead { seq: event.seq, hash: event.hash.clone() }
+}
+
+fn probe_all(workspace: &Workspace, policy: &Policy, options: ProbeOptions, progress: Progress<'_>) -> Vec<RepoProbe> {
+    let total = policy.repos.len();
+    policy
+        .repos
+        .iter()
+        .enumerate()
+        .map(|(i, repo)| {
+            progress(&format!("probing {} ({}/{total})", repo.name, i + 1));
+            probe::probe(repo, &repo.resolved_path(workspace.home()), options)
+        })
+        .collect()
+}
+
+fn report_row(decision: &Decision, outcome: Option<Outcome>, head_after: Option<String>) -> RepoReport {
+    RepoReport {
+        repo: decision.repo.clone(),
+        depth: decision.depth,
+        recommendation: decision.recommendation,
+        outcome,
+        reason_code: decision.reason_code.clone(),
+        reason: decision.reason.clone(),
+        head_before: decision.head.clone(),
+        head_after,
+        target: decision.target.clone(),
+        ahead: decision.ahead,
+        behind: decision.behind,
+    }
+}
+
+/// Carries out one decision, given the outcomes of repos earlier in the plan.
+fn execute(
+    workspace: &Workspace,
+    policy: &Policy,
+    plan: &Plan,
+    decision: &Decision,
+    earlier: &BTreeMap<String, Outcome>,
+    tick: &str,
+    progress: Progress<'_>,
+) -> RepoOutcome {
+    let mut result = RepoOutcome {
+        repo: decision.repo.clone(),
+        outcome: match decision.recommendation {
+            Recommendation::Upgrade => Outcome::Upgraded,
+            Recommendation::Defer => Outcome::Deferred,
+            Recommendation::Block => Outcome::Blocked,
+            Recommendation::Noop => Outcome::Noop,
+        },
+        recommendation: decision.recommendation,
+        reason_code: decision.reason_code.clone(),
+        reason: decision.reason.clone(),
+        head_before: decision.head.clone(),
+        head_after: decision.head.clone(),
+        target: decision.target.clone(),
+        decision_hash: plan.decision_hash.clone(),
+    };
+    if decision.recommendation != Recommendation::Upgrade {
+        return result;
+    }
+    let failed_dep = decision
+        .depends_on
+        .iter()
+        .find(|d| matches!(earlier.get(*d), Some(Outcome::Failed | Outcome::Blocked)));
+    if let Some(dep) = failed_dep {
+        result.outcome = Outcome::Blocked;
+        result.reason_code = "dependency-failed".into();
+        result.reason = format!("dependency {dep:?} did not upgrade in this cycle");
+        return result;
+    }
+    progress(&format!("upgrading {}", decision.repo));
+    let (Some(repo), Some(branch), Some(head), Some(target)) = (
+        policy.repo(&decision.repo),
+        decision.branch.as_deref(),
+        decision.head.as_deref().and_then(|h| Oid::from_str(h).ok()),
+        decision.target.as_deref().and_then(|t| Oid::from_str(t).ok()),
+    ) else {
+        result.outcome = Outcome::Failed;
+        result.reason_code = "incomplete-probe".into();
+        result.reason = "the plan lacks branch, HEAD or target for an upgrade".into();
+        return result;
+    };
+    let reflog = format!("hermes: fast-forward to {target} (tick {tick})");
+    match apply::fast_forward(&repo.resolved_path(workspace.home()), branch, head, target, &reflog) {
+        Ok(()) => {
+            result.head_after = Some(target.to_string());
+            result.reason = format!("fast-forwarded {} commits", decision.behind);
+        }
+        Err(refusal) => {
+            result.outcome = if refusal.transient { Outcome::Deferred } else { Outcome::Failed };
+            result.reason_code = refusal.code.to_owned();
+            result.reason = refusal.message;
+        }
+    }
+    result
+}

@@ -1,0 +1,263 @@
+//! Phase 1, step 2: the GlobalOrchestrationPlanner.
+//!
+//! Turns probes into one [`Decision`] per repository and orders them totally
+//! and stably: dependency depth, recommendation priority, repository name.
+//! A repository whose dependency is blocked is blocked; one whose dependency
+//! is deferred and which would otherwise upgrade is deferred.
+//!
+//! The plan is persisted as `state/global_orchestration_plan.json` (data: a
+//! serialized [`Plan`]). Its `decision_hash` is the SHA-256 of the canonical
+//! JSON of [`DecisionPayload`]: the ordered decisions without their
+//! human-readable `reason` text (which may quote paths and URLs). Tick ids,
+//! times, durations, pids and paths are never part of it, so the same
+//! repositories and policy give the same hash on any machine, from any
+//! working directory, in any run.
+
+use super::probe::{ProbeProblem, RepoProbe};
+use crate::canonical;
+use crate::policy::Policy;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the planner recommends for a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recommendation {
+    /// Fast-forward to upstream.
+    Upgrade,
+    /// Not now; retried on a later cycle without anyone acting.
+    Defer,
+    /// Not until someone acts (diverged, auth, misconfigured...).
+    Block,
+    /// Nothing to do.
+    Noop,
+}
+
+impl Recommendation {
+    /// Position in the plan among repos of equal depth (lower runs first).
+    pub fn priority(self) -> u8 {
+        match self {
+            Recommendation::Upgrade => 0,
+            Recommendation::Defer => 1,
+            Recommendation::Block => 2,
+            Recommendation::Noop => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recommendation::Upgrade => "upgrade",
+            Recommendation::Defer => "defer",
+            Recommendation::Block => "block",
+            Recommendation::Noop => "noop",
+        }
+    }
+}
+
+/// The planner's verdict on one repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub repo: String,
+    /// Longest chain of dependencies below this repo (0: none).
+    pub depth: u32,
+    pub recommendation: Recommendation,
+    pub priority: u8,
+    /// Stable, machine-readable reason (e.g. `behind-upstream`, `fetch-network`).
+    pub reason_code: String,
+    /// Human-readable reason; not hashed.
+    pub reason: String,
+    pub remote: String,
+    pub branch: Option<String>,
+    pub head: Option<String>,
+    pub target: Option<String>,
+    pub ahead: u64,
+    pub behind: u64,
+    pub depends_on: Vec<String>,
+}
+
+/// The ordered plan of one cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub tick: String,
+    pub policy_digest: String,
+    pub decision_hash: String,
+    pub decisions: Vec<Decision>,
+}
+
+/// What `decision_hash` is computed over.
+#[derive(Debug, Serialize)]
+pub struct DecisionPayload<'a> {
+    pub format: u32,
+    pub decisions: Vec<HashedDecision<'a>>,
+}
+
+/// A decision minus its free-text reason.
+#[derive(Debug, Serialize)]
+pub struct HashedDecision<'a> {
+    pub repo: &'a str,
+    pub depth: u32,
+    pub recommendation: Recommendation,
+    pub priority: u8,
+    pub reason_code: &'a str,
+    pub remote: &'a str,
+    pub branch: Option<&'a str>,
+    pub head: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub ahead: u64,
+    pub behind: u64,
+    pub depends_on: &'a [String],
+}
+
+/// SHA-256 of the canonical decision payload of `decisions` (in plan order).
+pub fn decision_hash(decisions: &[Decision]) -> String {
+    let payload = DecisionPayload {
+        format: 1,
+        decisions: decisions
+            .iter()
+            .map(|d| HashedDecision {
+                repo: &d.repo,
+                depth: d.depth,
+                recommendation: d.recommendation,
+                priority: d.priority,
+                reason_code: &d.reason_code,
+                remote: &d.remote,
+                branch: d.branch.as_deref(),
+                head: d.head.as_deref(),
+                target: d.target.as_deref(),
+                ahead: d.ahead,
+                behind: d.behind,
+                depends_on: &d.depends_on,
+            })
+            .collect(),
+    };
+    canonical::digest(&payload).unwrap_or_default()
+}
+
+/// Plans one cycle. `policy` has been validated (no cycles, known deps).
+pub fn plan(policy: &Policy, probes: &[RepoProbe], tick: &str) -> Plan {
+    let by_name: BTreeMap<&str, &RepoProbe> = probes.iter().map(|p| (p.repo.as_str(), p)).collect();
+    let depths = depths(policy);
+    let mut decisions: Vec<Decision> = policy
+        .repos
+        .iter()
+        .filter_map(|repo| {
+            let probe = by_name.get(repo.name.as_str())?;
+            let (recommendation, reason_code, reason) = judge(probe);
+            let mut depends_on = repo.depends_on.clone();
+            depends_on.sort();
+            Some(Decision {
+                repo: repo.name.clone(),
+                depth: depths[repo.name.as_str()],
+                recommendation,
+                priority: recommendation.priority(),
+                reason_code,
+                reason,
+                remote: probe.remote.clone(),
+                branch: probe.branch.clone(),
+                head: probe.head.clone(),
+                target: probe.upstream_head.clone(),
+                ahead: probe.ahead,
+                behind: probe.behind,
+                depends_on,
+            })
+        })
+        .collect();
+    // Dependencies first (by depth), so propagation sees final verdicts.
+    decisions.sort_by(|a, b| (a.depth, &a.repo).cmp(&(b.depth, &b.repo)));
+    let mut verdicts: BTreeMap<String, Recommendation> = BTreeMap::new();
+    for decision in &mut decisions {
+        propagate(decision, &verdicts);
+        verdicts.insert(decision.repo.clone(), decision.recommendation);
+    }
+    decisions.sort_by(|a, b| (a.depth, a.priority, &a.repo).cmp(&(b.depth, b.priority, &b.repo)));
+    let decision_hash = decision_hash(&decisions);
+    Plan { tick: tick.to_owned(), policy_digest: policy.digest(), decision_hash, decisions }
+}
+
+/// Applies the dependency rules to `decision` given its dependencies' verdicts.
+fn propagate(decision: &mut Decision, verdicts: &BTreeMap<String, Recommendation>) {
+    let blocked = decision.depends_on.iter().find(|d| verdicts.get(*d) == Some(&Recommendation::Block));
+    if let Some(dep) = blocked {
+        let (code, reason) = ("dependency-blocked", format!("dependency {dep:?} is blocked"));
+        set(decision, Recommendation::Block, code, reason);
+        return;
+    }
+    if decision.recommendation == Recommendation::Upgrade {
+        if let Some(dep) = decision.depends_on.iter().find(|d| verdicts.get(*d) == Some(&Recommendation::Defer)) {
+            let reason = format!("dependency {dep:?} is deferred");
+            set(decision, Recommendation::Defer, "dependency-deferred", reason);
+        }
+    }
+}
+
+fn set(decision: &mut Decision, recommendation: Recommendation, code: &str, reason: String) {
+    decision.recommendation = recommendation;
+    decision.priority = recommendation.priority();
+    decision.reason_code = code.to_owned();
+    decision.reason = reason;
+}
+
+/// The verdict for one probe on its own, before dependencies are considered.
+fn judge(probe: &RepoProbe) -> (Recommendation, String, String) {
+    use Recommendation::{Block, Defer, Noop, Upgrade};
+    let verdict = |r: Recommendation, code: &str, reason: String| (r, code.to_owned(), reason);
+    if let Some(problem) = &probe.problem {
+        return match problem {
+            ProbeProblem::NotARepository { detail } => verdict(Block, "not-a-repository", format!("cannot open as a git repository: {detail}")),
+            ProbeProblem::BareRepository => verdict(Block, "bare-repository", "bare repository; expected a working tree".into()),
+            ProbeProblem::UnbornHead => verdict(Block, "unborn-head", "HEAD has no commit yet".into()),
+            ProbeProblem::DetachedHead => verdict(Block, "detached-head", "HEAD is detached; check out a branch".into()),
+            ProbeProblem::WrongBranch { expected, actual } => {
+                verdict(Block, "wrong-branch", format!("on branch {actual:?}, policy expects {expected:?}"))
+            }
+            ProbeProblem::MissingRemote { remote } => verdict(Block, "missing-remote", format!("no git remote named {remote:?}")),
+            ProbeProblem::MissingRef { remote, branch } => {
+                verdict(Block, "missing-ref", format!("remote {remote:?} has no branch {branch:?}"))
+            }
+            ProbeProblem::FetchFailed(failure) => {
+                let code = format!("fetch-{}", failure.class.as_str());
+                let (rec, kind) = if failure.transient { (Defer, "transient") } else { (Block, "permanent") };
+                verdict(rec, &code, format!("fetch from {:?} failed ({kind}, {}): {}", probe.remote, failure.class.as_str(), failure.message))
+            }
+        };
+    }
+    match (probe.ahead, probe.behind) {
+        (a, b) if a > 0 && b > 0 => verdict(Block, "diverged", format!("diverged from upstream: {a} local, {b} upstream commits")),
+        (0, 0) => verdict(Noop, "up-to-date", "up to date with upstream".into()),
+        (a, 0) => verdict(Noop, "ahead-only", format!("{a} local commits not upstream; nothing to pull")),
+        (_, b) => {
+            if let Some(op) = &probe.operation {
+                verdict(Defer, "operation-in-progress", format!("a {op} is in progress"))
+            } else if probe.dirty_paths > 0 {
+                verdict(Defer, "dirty-worktree", format!("{} uncommitted changes in the worktree", probe.dirty_paths))
+            } else {
+                verdict(Upgrade, "behind-upstream", format!("{b} commits behind upstream; fast-forward"))
+            }
+        }
+    }
+}
+
+/// Dependency depth of every repo: 0 without dependencies, else one more
+/// than the deepest dependency.
+fn depths(policy: &Policy) -> BTreeMap<&str, u32> {
+    let mut depths: BTreeMap<&str, u32> = BTreeMap::new();
+    // A validated policy is acyclic, so at most `n` rounds settle every depth.
+    for _ in 0..=policy.repos.len() {
+        let mut changed = false;
+        for repo in &policy.repos {
+            let depth = repo
+                .depends_on
+                .iter()
+                .map(|d| depths.get(d.as_str()).map_or(1, |x| x + 1))
+                .max()
+                .unwrap_or(0);
+            if depths.insert(repo.name.as_str(), depth) != Some(depth) {
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    depths
+}

@@ -1,0 +1,119 @@
+//! `HermesEvent`: one line of `state/runtime_events.jsonl`.
+//!
+//! On disk each event is one line of JSON with the fields below, in any key
+//! order. `hash` is the lower-case hex SHA-256 of the canonical JSON
+//! ([`crate::canonical`]) of the event without its `hash` field; `prev_hash`
+//! is the previous event's `hash` ([`GENESIS_HASH`] for the first), so the
+//! lines form a chain that any edit, insertion, deletion or reordering breaks.
+//!
+//! `v` is the event format version. Readers accept every version up to
+//! [`EVENT_FORMAT_VERSION`] (and verify newer ones as far as the chain goes);
+//! writers refuse to append after an event newer than they are.
+
+use crate::canonical;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The event format this build writes.
+pub const EVENT_FORMAT_VERSION: u32 = 1;
+
+/// `prev_hash` of the first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One ledger event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HermesEvent {
+    /// Event format version.
+    pub v: u32,
+    /// Sequence number: 1 for the first event, +1 for each next one. It is
+    /// the ledger's logical clock.
+    pub seq: u64,
+    /// Wall-clock time of the append, RFC 3339 UTC.
+    pub time: String,
+    /// Id of the tick or cycle the event belongs to.
+    pub tick: String,
+    /// What happened (see [`EventKind`]); kept as text so that events of a
+    /// newer format still verify.
+    pub kind: String,
+    /// What it happened to: a repository name, `cycle` or `ledger`.
+    pub subject: String,
+    /// Kind-specific details.
+    pub payload: Value,
+    /// `hash` of the previous event.
+    pub prev_hash: String,
+    /// Hash of this event (see module docs).
+    pub hash: String,
+}
+
+impl HermesEvent {
+    /// The hash this event's contents call for.
+    pub fn compute_hash(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            map.remove("hash");
+        }
+        canonical::sha256_hex(canonical::to_canonical_string(&value).as_bytes())
+    }
+}
+
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $variant:ident = $text:literal,)*) => {
+        /// The kinds of event this build writes.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum EventKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
+
+            /// The kind as written in the ledger.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $text,)*
+                }
+            }
+
+            /// The kind named `text`, if this build knows it.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some(EventKind::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    /// A torn final line was repaired when the ledger was opened.
+    LedgerRepaired = "ledger-repaired",
+    /// A state view could not be read; it was moved aside and rebuilt.
+    StateViewRebuilt = "state-view-rebuilt",
+    /// A cycle began (payload: mode, policy digest, repo count).
+    CycleStarted = "cycle-started",
+    /// A repository was probed (payload: the probe facts).
+    RepoProbed = "repo-probed",
+    /// Phase 1 produced a plan (payload: decision hash and decisions).
+    PlanMade = "plan-made",
+    /// A repository was fast-forwarded.
+    RepoUpgraded = "repo-upgraded",
+    /// A repository was left alone for now and will be retried.
+    RepoDeferred = "repo-deferred",
+    /// A repository cannot be upgraded until someone acts.
+    RepoBlocked = "repo-blocked",
+    /// A repository had nothing to do.
+    RepoNoop = "repo-noop",
+    /// A guarded apply was attempted and failed; nothing was changed.
+    ApplyFailed = "apply-failed",
+    /// A cycle ended (payload: counts by outcome).
+    CycleFinished = "cycle-finished",
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,107 @@
+//! Reading and verifying the ledger's hash chain.
+
+use super::event::{GENESIS_HASH, HermesEvent};
+use super::LedgerError;
+use crate::state::LedgerHead;
+use std::io::BufRead;
+use std::path::Path;
+
+/// A final fragment without its newline, left by a crash mid-append.
+#[derive(Debug, Clone)]
+pub struct TornTail {
+    /// Byte offset where the fragment starts.
+    pub offset: u64,
+    /// The fragment.
+    pub bytes: Vec<u8>,
+    /// Set when the fragment is a whole event that chains on correctly.
+    pub complete_event: Option<HermesEvent>,
+}
+
+/// What a scan of the ledger found.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The last good event (seq 0 and the genesis hash if none).
+    pub head: LedgerHead,
+    /// Number of complete events.
+    pub events: u64,
+    /// Highest event format version seen.
+    pub newest_version: u32,
+    /// A torn final line, if any.
+    pub torn_tail: Option<TornTail>,
+}
+
+impl Scan {
+    /// The scan of an empty ledger.
+    pub fn empty() -> Self {
+        Self {
+            head: LedgerHead { seq: 0, hash: GENESIS_HASH.to_owned() },
+            events: 0,
+            newest_version: 0,
+            torn_tail: None,
+        }
+    }
+}
+
+/// Reads every event from `reader`, checks the chain, and calls `visit` on
+/// each verified event in order.
+pub fn scan(mut reader: impl BufRead, path: &Path, mut visit: impl FnMut(&HermesEvent)) -> Result<Scan, LedgerError> {
+    let mut result = Scan::empty();
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| LedgerError::Io { path: path.to_owned(), source })?;
+        if read == 0 {
+            return Ok(result);
+        }
+        line_no += 1;
+        let expected_seq = result.head.seq + 1;
+        let torn = line.last() != Some(&b'\n');
+        let checked = check_line(&line, &result.head);
+        if torn {
+            result.torn_tail = Some(TornTail { offset, bytes: line.clone(), complete_event: checked.ok() });
+            return Ok(result);
+        }
+        let event = checked.map_err(|problem| LedgerError::Broken {
+            path: path.to_owned(),
+            line: line_no,
+            first_bad_seq: expected_seq,
+            problem,
+        })?;
+        visit(&event);
+        result.events += 1;
+        result.newest_version = result.newest_version.max(event.v);
+        result.head = LedgerHead { seq: event.seq, hash: event.hash };
+        offset += read as u64;
+    }
+}
+
+fn check_line(line: &[u8], prev: &LedgerHead) -> Result<HermesEvent, String> {
+    let text = line.strip_suffix(b"\n").unwrap_or(line);
+    let event: HermesEvent =
+        serde_json::from_slice(text).map_err(|e| format!("not a valid event: {e}"))?;
+    let expected_seq = prev.seq + 1;
+    if event.seq != expected_seq {
+        return Err(format!(
+            "found sequence number {} where {expected_seq} was expected (a line was deleted, inserted or moved)",
+            event.seq
+        ));
+    }
+    if event.prev_hash != prev.hash {
+        return Err(format!(
+            "prev_hash {} does not match the hash of event {} ({})",
+            event.prev_hash, prev.seq, prev.hash
+        ));
+    }
+    let computed = event.compute_hash();
+    if event.hash != computed {
+        return Err(format!(
+            "hash {} does not match the event's contents (computed {computed}): the line was edited",
+            event.hash
+        ));
+    }
+    Ok(event)
+}

@@ -1,0 +1,17 @@
+//! Hermes: a single-host control plane that plans, gates, executes, observes
+//! and replays upgrade cycles over the git repositories of one workspace.
+//!
+//! The modules mirror the pipeline: [`workspace`] and [`policy`] say what to
+//! upgrade; [`cycle`] probes, plans and executes; [`ledger`] records every
+//! step in a hash chain; [`state`] writes the views derived from it.
+
+pub mod canonical;
+pub mod cli;
+pub mod clock;
+pub mod cycle;
+pub mod demo;
+pub mod fsx;
+pub mod ledger;
+pub mod policy;
+pub mod state;
+pub mod workspace;

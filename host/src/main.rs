@@ -1,0 +1,5 @@
+//! The `hermes` binary: see [`hermes::cli`].
+
+fn main() -> std::process::ExitCode {
+    hermes::cli::main()
+}
