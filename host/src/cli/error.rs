@@ -2,6 +2,7 @@
 
 use crate::cycle::CycleError;
 use crate::ledger::LedgerError;
+use crate::plugin::set::PluginSetError;
 use crate::policy::PolicyError;
 use crate::state::StateError;
 use std::fmt;
@@ -124,6 +125,9 @@ impl From<CycleError> for CliError {
             CycleError::Policy(e) => e.into(),
             CycleError::State(e) => e.into(),
             CycleError::Ledger(e) => e.into(),
+            CycleError::Plugins(PluginSetError::Policy(e)) => e.into(),
+            CycleError::Plugins(PluginSetError::Plugin(e)) => CliError::new(ErrorKind::Config, e.to_string())
+                .hint("check the plugin with `hermes plugin test FILE`; the policy's `plugins` section selects it"),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! and the integrity gate sit between the phases.
 
 pub mod apply;
+pub mod assess;
 pub mod fetch;
 pub mod finalize;
 pub mod outcome;
@@ -29,7 +30,10 @@ use finalize::FinalizeError;
 use git2::Oid;
 use outcome::{Outcome, RepoOutcome};
 use plan::{Decision, Plan, Recommendation};
-use probe::{ProbeOptions, RepoProbe};
+use assess::{AssessContext, Assessment};
+use finalize::UpgradeState;
+use crate::plugin::set::{PluginSet, PluginSetError};
+use probe::ProbeOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -64,6 +68,8 @@ pub enum CycleError {
     State(#[from] StateError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Plugins(#[from] PluginSetError),
 }
 
 impl From<FinalizeError> for CycleError {
@@ -130,10 +136,17 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let clock = options.clock;
     let started_at = clock.now_rfc3339();
     let tick = format!("{}-{}", clock.now().format("%Y%m%dT%H%M%S%3fZ"), std::process::id());
-    let probe_options = ProbeOptions { fetch: options.fetch, fetch_timeout: Duration::from_secs(policy.fetch.timeout_secs) };
+    let plugins = PluginSet::load(workspace.home(), &workspace.policy_path(), &policy)?;
+    let ctx = AssessContext {
+        plugins: &plugins,
+        probe_options: ProbeOptions { fetch: options.fetch, fetch_timeout: Duration::from_secs(policy.fetch.timeout_secs) },
+        logical_time: u64::try_from(clock.now().timestamp()).unwrap_or(0),
+    };
     if options.mode == Mode::Plan {
-        let probes = probe_all(workspace, &policy, probe_options, progress);
-        let plan = plan::plan(&policy, &probes, &tick);
+        let store = StateStore::open(&workspace.state_dir())?;
+        let history = store.read::<UpgradeState>(ViewName::UpgradeState).ok().flatten().map(|e| e.data).unwrap_or_default();
+        let assessments = assess_all(workspace, &policy, &ctx, &history, progress);
+        let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
         let repos = plan.decisions.iter().map(|d| report_row(d, None, d.head.clone())).collect();
         return Ok(CycleReport {
             tick,
@@ -160,12 +173,22 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         json!({ "mode": Mode::Execute, "policy_digest": policy_digest, "repos": policy.repos.len() }),
     )?;
 
-    // PHASE 1: probe and plan. Nothing in any repository changes.
-    let probes = probe_all(workspace, &policy, probe_options, progress);
-    for probe in &probes {
-        ledger.append(&tick, EventKind::RepoProbed, &probe.repo, serde_json::to_value(probe).unwrap_or_default())?;
+    // PHASE 1: select, probe, score and plan. Nothing in any repository changes.
+    let assessments = assess_all(workspace, &policy, &ctx, &state, progress);
+    for assessment in &assessments {
+        let repo = &assessment.probe.repo;
+        for call in &assessment.calls {
+            ledger.append(&tick, EventKind::PluginCalled, repo, serde_json::to_value(call).unwrap_or_default())?;
+        }
+        let payload = json!({
+            "probe": assessment.probe,
+            "signals": assessment.signals,
+            "score": assessment.score,
+            "plugin_failure": assessment.plugin_failure,
+        });
+        ledger.append(&tick, EventKind::RepoProbed, repo, payload)?;
     }
-    let plan = plan::plan(&policy, &probes, &tick);
+    let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
     let event = ledger.append(&tick, EventKind::PlanMade, "cycle", serde_json::to_value(&plan).unwrap_or_default())?;
     store.write(ViewName::GlobalOrchestrationPlan, &clock.now_rfc3339(), &event_head(&event), &plan)?;
 
@@ -208,7 +231,13 @@ fn event_head(event: &crate::ledger::HermesEvent) -> LedgerHead {
     LedgerHead { seq: event.seq, hash: event.hash.clone() }
 }
 
-fn probe_all(workspace: &Workspace, policy: &Policy, options: ProbeOptions, progress: Progress<'_>) -> Vec<RepoProbe> {
+fn assess_all(
+    workspace: &Workspace,
+    policy: &Policy,
+    ctx: &AssessContext<'_>,
+    history: &UpgradeState,
+    progress: Progress<'_>,
+) -> Vec<Assessment> {
     let total = policy.repos.len();
     policy
         .repos
@@ -216,7 +245,7 @@ fn probe_all(workspace: &Workspace, policy: &Policy, options: ProbeOptions, prog
         .enumerate()
         .map(|(i, repo)| {
             progress(&format!("probing {} ({}/{total})", repo.name, i + 1));
-            probe::probe(repo, &repo.resolved_path(workspace.home()), options)
+            assess::assess(ctx, repo, &repo.resolved_path(workspace.home()), history.repos.get(&repo.name))
         })
         .collect()
 }
@@ -251,7 +280,7 @@ fn execute(
         repo: decision.repo.clone(),
         outcome: match decision.recommendation {
             Recommendation::Upgrade => Outcome::Upgraded,
-            Recommendation::Defer => Outcome::Deferred,
+            Recommendation::Defer | Recommendation::Hold => Outcome::Deferred,
             Recommendation::Block => Outcome::Blocked,
             Recommendation::Noop => Outcome::Noop,
         },

@@ -94,7 +94,10 @@ event_kinds! {
     StateViewRebuilt = "state-view-rebuilt",
     /// A cycle began (payload: mode, policy digest, repo count).
     CycleStarted = "cycle-started",
-    /// A repository was probed (payload: the probe facts).
+    /// A plugin was called (payload: the call record: plugin, version,
+    /// digest, WIT and wasmtime versions, normalized input, output, fuel).
+    PluginCalled = "plugin-called",
+    /// A repository was probed (payload: probe facts, signals, score).
     RepoProbed = "repo-probed",
     /// Phase 1 produced a plan (payload: decision hash and decisions).
     PlanMade = "plan-made",

@@ -21,6 +21,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -70,6 +71,65 @@ pub struct Policy {
     /// The repositories Hermes upgrades.
     #[serde(default)]
     pub repos: Vec<RepoPolicy>,
+    /// Which component implements each plugin kind, and its limits. A kind
+    /// left out uses the default plugin built into hermes.
+    #[serde(default, skip_serializing_if = "PluginsPolicy::is_default")]
+    pub plugins: PluginsPolicy,
+}
+
+/// Plugin configuration per kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginsPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_probe: Option<PluginPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_scorer: Option<PluginPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_selector: Option<PluginPolicy>,
+}
+
+impl PluginsPolicy {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The settings for `kind` (`"repo-probe"`, `"risk-scorer"`,
+    /// `"federation-selector"`), if any.
+    pub fn get(&self, kind: &str) -> Option<&PluginPolicy> {
+        match kind {
+            "repo-probe" => self.repo_probe.as_ref(),
+            "risk-scorer" => self.risk_scorer.as_ref(),
+            "federation-selector" => self.federation_selector.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// One plugin kind's component and limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginPolicy {
+    /// Component file (absolute or relative to HERMES_HOME); unset means the
+    /// built-in default plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// SHA-256 (hex) the component file must have; required with `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Fuel per call (deterministic instruction budget); default per kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Linear memory cap per call in MiB, 1 to 256; default 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// Wall-clock backstop per call in milliseconds; default 5000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Integer settings passed to the plugin (the scorer's weights and
+    /// thresholds, e.g. `"weight.behind": 40`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, i64>,
 }
 
 /// Fetch settings shared by every repository.
@@ -175,6 +235,7 @@ impl Policy {
             format_version: POLICY_FORMAT_VERSION,
             fetch: FetchPolicy::default(),
             repos: Vec::new(),
+            plugins: PluginsPolicy::default(),
         }
     }
 
