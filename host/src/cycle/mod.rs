@@ -135,7 +135,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let policy = workspace.load_policy()?;
     let clock = options.clock;
     let started_at = clock.now_rfc3339();
-    let tick = format!("{}-{}", clock.now().format("%Y%m%dT%H%M%S%3fZ"), std::process::id());
+    let stamp = clock.now().format("%Y%m%dT%H%M%S%3fZ").to_string();
     let plugins = PluginSet::load(workspace.home(), &workspace.policy_path(), &policy)?;
     let ctx = AssessContext {
         plugins: &plugins,
@@ -143,6 +143,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         logical_time: u64::try_from(clock.now().timestamp()).unwrap_or(0),
     };
     if options.mode == Mode::Plan {
+        let tick = format!("{stamp}-plan");
         let store = StateStore::open(&workspace.state_dir())?;
         let history = store.read::<UpgradeState>(ViewName::UpgradeState).ok().flatten().map(|e| e.data).unwrap_or_default();
         let assessments = assess_all(workspace, &policy, &ctx, &history, progress);
@@ -160,10 +161,10 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     }
 
     let store = StateStore::open(&workspace.state_dir())?;
-    for view in [ViewName::GlobalOrchestrationPlan, ViewName::UpgradeSummary] {
-        store.check_writable(view)?;
-    }
-    let mut ledger = EventLedger::open(store.dir(), &workspace.state_dir(), clock, &tick)?;
+    let mut ledger = EventLedger::open(store.dir(), &workspace.state_dir(), clock)?;
+    // Tick ids are unique per ledger and reproducible under a pinned clock.
+    let tick = format!("{stamp}-{}", ledger.head().seq + 1);
+    finalize::prepare_views(&store, &mut ledger, &tick)?;
     let mut state = finalize::load_upgrade_state(&store, &mut ledger, &tick)?;
     let policy_digest = policy.digest();
     ledger.append(
@@ -295,13 +296,14 @@ fn execute(
     if decision.recommendation != Recommendation::Upgrade {
         return result;
     }
-    let failed_dep = decision
-        .depends_on
-        .iter()
-        .find(|d| matches!(earlier.get(*d), Some(Outcome::Failed | Outcome::Blocked)));
-    if let Some(dep) = failed_dep {
-        result.outcome = Outcome::Blocked;
-        result.reason_code = "dependency-failed".into();
+    for dep in &decision.depends_on {
+        let (outcome, code) = match earlier.get(dep) {
+            Some(Outcome::Failed | Outcome::Blocked) => (Outcome::Blocked, "dependency-failed"),
+            Some(Outcome::Deferred) => (Outcome::Deferred, "dependency-deferred"),
+            _ => continue,
+        };
+        result.outcome = outcome;
+        result.reason_code = code.into();
         result.reason = format!("dependency {dep:?} did not upgrade in this cycle");
         return result;
     }

@@ -22,6 +22,7 @@ pub mod builtin;
 pub mod cache;
 pub mod call;
 pub mod engine;
+pub mod fixture;
 pub mod imports;
 pub mod sandbox;
 pub mod set;

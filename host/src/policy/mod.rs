@@ -239,9 +239,16 @@ impl Policy {
         }
     }
 
-    /// SHA-256 of the policy's canonical JSON.
+    /// SHA-256 of the policy's canonical JSON, without `$schema` and
+    /// `$comment` members (editing a comment does not change the digest).
     pub fn digest(&self) -> String {
-        canonical::digest(self).unwrap_or_default()
+        let mut bare = self.clone();
+        bare.schema = None;
+        bare.comment = None;
+        for repo in &mut bare.repos {
+            repo.comment = None;
+        }
+        canonical::digest(&bare).unwrap_or_default()
     }
 
     /// Looks a repository up by name.
@@ -269,6 +276,14 @@ pub fn load(path: &Path, home: &Path) -> Result<Policy, PolicyError> {
 
 /// Parses policy JSON, naming the JSON path of the first error.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Policy, PolicyError> {
+    // serde would also accept a struct written as an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(PolicyError::Invalid {
+            path: path.to_owned(),
+            json_path: ".".to_owned(),
+            problem: "an array; expected a JSON object with `repos`".to_owned(),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| PolicyError::Invalid {
         path: path.to_owned(),
@@ -285,10 +300,19 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Policy, PolicyError> {
 
 /// Writes the policy (pretty JSON) atomically into `config_dir`.
 pub fn save(policy: &Policy, config_dir: &Path) -> Result<(), PolicyError> {
-    let path = config_dir.join(POLICY_FILE);
-    let write_err = |source| PolicyError::Write { path: path.clone(), source };
-    let dir = Dir::open_ambient_dir(config_dir, ambient_authority()).map_err(write_err)?;
-    let mut text = serde_json::to_string_pretty(policy).map_err(|e| write_err(io::Error::other(e)))?;
+    let mut text = serde_json::to_string_pretty(policy)
+        .map_err(|e| PolicyError::Write { path: config_dir.join(POLICY_FILE), source: io::Error::other(e) })?;
     text.push('\n');
-    fsx::write_atomic(&dir, POLICY_FILE, text.as_bytes()).map_err(write_err)
+    write_config_file(config_dir, POLICY_FILE, &text)
+}
+
+/// Writes the policy's JSON Schema atomically into `config_dir`.
+pub fn save_schema(config_dir: &Path) -> Result<(), PolicyError> {
+    write_config_file(config_dir, SCHEMA_FILE, &schema_json())
+}
+
+fn write_config_file(config_dir: &Path, name: &str, text: &str) -> Result<(), PolicyError> {
+    let write_err = |source| PolicyError::Write { path: config_dir.join(name), source };
+    let dir = Dir::open_ambient_dir(config_dir, ambient_authority()).map_err(write_err)?;
+    fsx::write_atomic(&dir, name, text.as_bytes()).map_err(write_err)
 }
