@@ -94,9 +94,10 @@ mod tests {
 
     #[test]
     fn keys_sorted_by_utf16_code_units() {
-        // U+E000 sorts after U+1F600 in UTF-8 byte order but before it in UTF-16.
-        let v = json!({"\u{1F600}": 1, "\u{E000}": 2});
-        assert_eq!(to_canonical_string(&v), "{\"\u{E000}\":2,\"\u{1F600}\":1}");
+        // U+1F600 (surrogates D83D DE00) sorts before U+E000 in UTF-16 code
+        // units, after it in UTF-8 bytes (F0.. vs EE..).
+        let v = json!({"\u{E000}": 2, "\u{1F600}": 1});
+        assert_eq!(to_canonical_string(&v), "{\"\u{1F600}\":1,\"\u{E000}\":2}");
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub fn build(dir: &Path) -> Result<(), DemoError> {
             remotes: Vec::new(),
         });
     }
-    std::fs::write(dir.join("config").join(policy::SCHEMA_FILE), policy::schema_json()).map_err(|e| fail(e.to_string()))?;
+    policy::save_schema(&dir.join("config")).map_err(|e| fail(e.to_string()))?;
     policy::save(&policy, &dir.join("config")).map_err(|e| fail(e.to_string()))
 }
 

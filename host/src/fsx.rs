@@ -28,9 +28,14 @@ pub fn write_atomic(dir: &Dir, name: &str, contents: &[u8]) -> io::Result<()> {
 
 /// Appends `line` (which must end in `\n`) to `name` in `dir` and fsyncs it.
 pub fn append_durable(dir: &Dir, name: &str, line: &[u8]) -> io::Result<()> {
+    let created = !dir.exists(name);
     let mut file = dir.open_with(name, OpenOptions::new().append(true).create(true))?;
     file.write_all(line)?;
-    file.sync_data()
+    file.sync_data()?;
+    if created {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Flushes a directory's entries (new names, renames) to disk.

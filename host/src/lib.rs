@@ -12,6 +12,7 @@ pub mod cycle;
 pub mod demo;
 pub mod fsx;
 pub mod ledger;
+pub mod plugin;
 pub mod policy;
 pub mod state;
 pub mod workspace;

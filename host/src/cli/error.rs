@@ -2,6 +2,7 @@
 
 use crate::cycle::CycleError;
 use crate::ledger::LedgerError;
+use crate::plugin::set::PluginSetError;
 use crate::policy::PolicyError;
 use crate::state::StateError;
 use std::fmt;
@@ -36,6 +37,8 @@ impl ErrorKind {
 pub enum ExitStatus {
     /// 0.
     Success,
+    /// 6: `hermes plugin test` found a failure.
+    PluginTestFailed,
     /// 10: the cycle ran, and some repository is blocked or failed.
     Attention,
 }
@@ -44,6 +47,7 @@ impl ExitStatus {
     pub fn exit_code(self) -> ExitCode {
         ExitCode::from(match self {
             ExitStatus::Success => 0,
+            ExitStatus::PluginTestFailed => 6,
             ExitStatus::Attention => 10,
         })
     }
@@ -107,7 +111,7 @@ impl From<StateError> for CliError {
 impl From<LedgerError> for CliError {
     fn from(e: LedgerError) -> Self {
         match &e {
-            LedgerError::Broken { .. } => CliError::new(ErrorKind::Integrity, e.to_string())
+            LedgerError::Broken { .. } | LedgerError::Truncated { .. } => CliError::new(ErrorKind::Integrity, e.to_string())
                 .hint("the ledger was changed outside hermes; restore it from a backup, nothing will be written until it verifies"),
             LedgerError::FutureVersion { .. } => {
                 CliError::new(ErrorKind::State, e.to_string()).hint("upgrade hermes to continue this ledger")
@@ -124,6 +128,9 @@ impl From<CycleError> for CliError {
             CycleError::Policy(e) => e.into(),
             CycleError::State(e) => e.into(),
             CycleError::Ledger(e) => e.into(),
+            CycleError::Plugins(PluginSetError::Policy(e)) => e.into(),
+            CycleError::Plugins(PluginSetError::Plugin(e)) => CliError::new(ErrorKind::Config, e.to_string())
+                .hint("check the plugin with `hermes plugin test FILE`; the policy's `plugins` section selects it"),
         }
     }
 }

@@ -25,7 +25,7 @@ pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
     std::fs::create_dir_all(&config_dir).map_err(|e| io(&config_dir.display().to_string(), e))?;
     std::fs::create_dir_all(workspace.state_dir()).map_err(|e| io(&workspace.state_dir().display().to_string(), e))?;
     let schema_path = config_dir.join(policy::SCHEMA_FILE);
-    std::fs::write(&schema_path, policy::schema_json()).map_err(|e| io(&schema_path.display().to_string(), e))?;
+    policy::save_schema(&config_dir)?;
     policy::save(&Policy::starter(), &config_dir)?;
     if args.json {
         print_json(&json!({

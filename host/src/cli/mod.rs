@@ -12,6 +12,7 @@
 //! | 3    | configuration error (policy invalid or missing) |
 //! | 4    | state error (unreadable or newer-format state, workspace exists) |
 //! | 5    | integrity error (the ledger's hash chain does not verify) |
+//! | 6    | `hermes plugin test`: a check or fixture case failed |
 //! | 10   | the cycle ran, and some repository is blocked or failed to apply |
 
 mod cycle;
@@ -19,6 +20,7 @@ mod demo;
 mod error;
 mod init;
 mod plan;
+mod plugin;
 mod policy;
 mod render;
 mod repo;
@@ -61,6 +63,8 @@ enum Command {
     #[command(subcommand)]
     Policy(policy::Command),
     Plan(plan::Args),
+    #[command(subcommand)]
+    Plugin(plugin::Command),
     Cycle(cycle::Args),
     Verify(verify::Args),
     Demo(demo::Args),
@@ -98,6 +102,7 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Repo(command) => repo::run(&workspace()?, command),
         Command::Policy(command) => policy::run(&workspace()?, command),
         Command::Plan(args) => plan::run(&workspace()?, args),
+        Command::Plugin(command) => plugin::run(&workspace()?, command),
         Command::Cycle(args) => cycle::run(&workspace()?, args),
         Command::Verify(args) => verify::run(&workspace()?, args),
         Command::Demo(args) => demo::run(args),

@@ -31,21 +31,10 @@ pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
         Err(StateError::Corrupt { .. }) => None,
         Err(e) => return Err(e.into()),
     };
+    let last_seq = scan.torn_tail.as_ref().and_then(|t| t.complete_event.as_ref()).map_or(scan.head.seq, |e| e.seq);
     if let Some(view_head) = summary.map(|e| e.ledger_head) {
-        if view_head.seq > scan.head.seq {
-            return Err(CliError::new(
-                ErrorKind::Integrity,
-                format!(
-                    "ledger {} ends at sequence number {} but {} records sequence number {}: first bad sequence number {}: events were removed from the end",
-                    state_dir.join(ledger::LEDGER_FILE).display(),
-                    scan.head.seq,
-                    ViewName::UpgradeSummary.file_name(),
-                    view_head.seq,
-                    scan.head.seq + 1
-                ),
-            )
-            .hint("restore the ledger from a backup; nothing will be written until it verifies"));
-        }
+        let ledger_path = state_dir.join(ledger::LEDGER_FILE);
+        ledger::check_view_head(&ledger_path, last_seq, ViewName::UpgradeSummary.file_name(), &view_head)?;
     }
     let torn = scan.torn_tail.as_ref().map(|t| json!({ "offset": t.offset, "length": t.bytes.len() }));
     if args.json {

@@ -96,23 +96,46 @@ pub enum FinalizeError {
 /// missing, stale or corrupt. A view from a newer Hermes is an error.
 pub fn load_upgrade_state(store: &StateStore, ledger: &mut EventLedger, tick: &str) -> Result<UpgradeState, FinalizeError> {
     let view = ViewName::UpgradeState;
-    let reason = match store.read::<UpgradeState>(view) {
+    let mut reason = match store.read::<UpgradeState>(view) {
         Ok(Some(envelope)) if envelope.ledger_head == *ledger.head() => return Ok(envelope.data),
-        Ok(Some(envelope)) => json!({ "why": "stale", "view_seq": envelope.ledger_head.seq }),
+        Ok(Some(envelope)) => {
+            ledger::check_view_head(ledger.path(), ledger.head().seq, view.file_name(), &envelope.ledger_head)?;
+            json!({ "why": "stale", "view_seq": envelope.ledger_head.seq })
+        }
         Ok(None) if ledger.head().seq == 0 => return Ok(UpgradeState::default()),
         Ok(None) => json!({ "why": "missing" }),
-        Err(StateError::Corrupt { path, detail }) => {
-            let aside = store.quarantine(view, ledger.head().seq)?;
-            tracing::warn!(path = %path.display(), %detail, aside, "state view is corrupt; rebuilding it from the ledger");
-            json!({ "why": "corrupt", "detail": detail, "kept_as": aside })
-        }
+        Err(StateError::Corrupt { path, detail }) => quarantine(store, ledger, view, &path, detail)?,
         Err(e) => return Err(e.into()),
     };
     let state = rebuild(store, ledger)?;
-    let mut payload = reason;
-    payload["view"] = json!(view.file_name());
-    ledger.append(tick, EventKind::StateViewRebuilt, view.stem(), payload)?;
+    reason["view"] = json!(view.file_name());
+    ledger.append(tick, EventKind::StateViewRebuilt, view.stem(), reason)?;
     Ok(state)
+}
+
+/// Checks the views a cycle rewrites or appends to before it starts: one
+/// from a newer Hermes stops the cycle; a corrupt one is kept aside (and the
+/// fact recorded) so that the cycle writes a fresh one.
+pub fn prepare_views(store: &StateStore, ledger: &mut EventLedger, tick: &str) -> Result<(), FinalizeError> {
+    for view in [ViewName::GlobalOrchestrationPlan, ViewName::UpgradeSummary, ViewName::UpgradeStateHistory] {
+        match store.check(view) {
+            Ok(()) => {}
+            Err(StateError::Corrupt { path, detail }) => {
+                let mut payload = quarantine(store, ledger, view, &path, detail)?;
+                payload["view"] = json!(view.file_name());
+                ledger.append(tick, EventKind::StateViewRebuilt, view.stem(), payload)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Moves a corrupt view aside; returns the payload of the event recording it.
+fn quarantine(store: &StateStore, ledger: &EventLedger, view: ViewName, path: &std::path::Path, detail: String) -> Result<serde_json::Value, FinalizeError> {
+    let aside = store.quarantine(view, ledger.head().seq)?;
+    tracing::warn!(path = %path.display(), %detail, aside, "state view is corrupt; kept aside and rebuilt");
+    Ok(json!({ "why": "corrupt", "detail": detail, "kept_as": aside }))
 }
 
 /// Folds every outcome event of the ledger into a fresh [`UpgradeState`].

@@ -14,6 +14,7 @@
 //! and the integrity gate sit between the phases.
 
 pub mod apply;
+pub mod assess;
 pub mod fetch;
 pub mod finalize;
 pub mod outcome;
@@ -29,7 +30,10 @@ use finalize::FinalizeError;
 use git2::Oid;
 use outcome::{Outcome, RepoOutcome};
 use plan::{Decision, Plan, Recommendation};
-use probe::{ProbeOptions, RepoProbe};
+use assess::{AssessContext, Assessment};
+use finalize::UpgradeState;
+use crate::plugin::set::{PluginSet, PluginSetError};
+use probe::ProbeOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -64,6 +68,8 @@ pub enum CycleError {
     State(#[from] StateError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Plugins(#[from] PluginSetError),
 }
 
 impl From<FinalizeError> for CycleError {
@@ -129,11 +135,19 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let policy = workspace.load_policy()?;
     let clock = options.clock;
     let started_at = clock.now_rfc3339();
-    let tick = format!("{}-{}", clock.now().format("%Y%m%dT%H%M%S%3fZ"), std::process::id());
-    let probe_options = ProbeOptions { fetch: options.fetch, fetch_timeout: Duration::from_secs(policy.fetch.timeout_secs) };
+    let stamp = clock.now().format("%Y%m%dT%H%M%S%3fZ").to_string();
+    let plugins = PluginSet::load(workspace.home(), &workspace.policy_path(), &policy)?;
+    let ctx = AssessContext {
+        plugins: &plugins,
+        probe_options: ProbeOptions { fetch: options.fetch, fetch_timeout: Duration::from_secs(policy.fetch.timeout_secs) },
+        logical_time: u64::try_from(clock.now().timestamp()).unwrap_or(0),
+    };
     if options.mode == Mode::Plan {
-        let probes = probe_all(workspace, &policy, probe_options, progress);
-        let plan = plan::plan(&policy, &probes, &tick);
+        let tick = format!("{stamp}-plan");
+        let store = StateStore::open(&workspace.state_dir())?;
+        let history = store.read::<UpgradeState>(ViewName::UpgradeState).ok().flatten().map(|e| e.data).unwrap_or_default();
+        let assessments = assess_all(workspace, &policy, &ctx, &history, progress);
+        let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
         let repos = plan.decisions.iter().map(|d| report_row(d, None, d.head.clone())).collect();
         return Ok(CycleReport {
             tick,
@@ -147,10 +161,10 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     }
 
     let store = StateStore::open(&workspace.state_dir())?;
-    for view in [ViewName::GlobalOrchestrationPlan, ViewName::UpgradeSummary] {
-        store.check_writable(view)?;
-    }
-    let mut ledger = EventLedger::open(store.dir(), &workspace.state_dir(), clock, &tick)?;
+    let mut ledger = EventLedger::open(store.dir(), &workspace.state_dir(), clock)?;
+    // Tick ids are unique per ledger and reproducible under a pinned clock.
+    let tick = format!("{stamp}-{}", ledger.head().seq + 1);
+    finalize::prepare_views(&store, &mut ledger, &tick)?;
     let mut state = finalize::load_upgrade_state(&store, &mut ledger, &tick)?;
     let policy_digest = policy.digest();
     ledger.append(
@@ -160,12 +174,22 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         json!({ "mode": Mode::Execute, "policy_digest": policy_digest, "repos": policy.repos.len() }),
     )?;
 
-    // PHASE 1: probe and plan. Nothing in any repository changes.
-    let probes = probe_all(workspace, &policy, probe_options, progress);
-    for probe in &probes {
-        ledger.append(&tick, EventKind::RepoProbed, &probe.repo, serde_json::to_value(probe).unwrap_or_default())?;
+    // PHASE 1: select, probe, score and plan. Nothing in any repository changes.
+    let assessments = assess_all(workspace, &policy, &ctx, &state, progress);
+    for assessment in &assessments {
+        let repo = &assessment.probe.repo;
+        for call in &assessment.calls {
+            ledger.append(&tick, EventKind::PluginCalled, repo, serde_json::to_value(call).unwrap_or_default())?;
+        }
+        let payload = json!({
+            "probe": assessment.probe,
+            "signals": assessment.signals,
+            "score": assessment.score,
+            "plugin_failure": assessment.plugin_failure,
+        });
+        ledger.append(&tick, EventKind::RepoProbed, repo, payload)?;
     }
-    let plan = plan::plan(&policy, &probes, &tick);
+    let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
     let event = ledger.append(&tick, EventKind::PlanMade, "cycle", serde_json::to_value(&plan).unwrap_or_default())?;
     store.write(ViewName::GlobalOrchestrationPlan, &clock.now_rfc3339(), &event_head(&event), &plan)?;
 
@@ -208,7 +232,13 @@ fn event_head(event: &crate::ledger::HermesEvent) -> LedgerHead {
     LedgerHead { seq: event.seq, hash: event.hash.clone() }
 }
 
-fn probe_all(workspace: &Workspace, policy: &Policy, options: ProbeOptions, progress: Progress<'_>) -> Vec<RepoProbe> {
+fn assess_all(
+    workspace: &Workspace,
+    policy: &Policy,
+    ctx: &AssessContext<'_>,
+    history: &UpgradeState,
+    progress: Progress<'_>,
+) -> Vec<Assessment> {
     let total = policy.repos.len();
     policy
         .repos
@@ -216,7 +246,7 @@ fn probe_all(workspace: &Workspace, policy: &Policy, options: ProbeOptions, prog
         .enumerate()
         .map(|(i, repo)| {
             progress(&format!("probing {} ({}/{total})", repo.name, i + 1));
-            probe::probe(repo, &repo.resolved_path(workspace.home()), options)
+            assess::assess(ctx, repo, &repo.resolved_path(workspace.home()), history.repos.get(&repo.name))
         })
         .collect()
 }
@@ -251,7 +281,7 @@ fn execute(
         repo: decision.repo.clone(),
         outcome: match decision.recommendation {
             Recommendation::Upgrade => Outcome::Upgraded,
-            Recommendation::Defer => Outcome::Deferred,
+            Recommendation::Defer | Recommendation::Hold => Outcome::Deferred,
             Recommendation::Block => Outcome::Blocked,
             Recommendation::Noop => Outcome::Noop,
         },
@@ -266,13 +296,14 @@ fn execute(
     if decision.recommendation != Recommendation::Upgrade {
         return result;
     }
-    let failed_dep = decision
-        .depends_on
-        .iter()
-        .find(|d| matches!(earlier.get(*d), Some(Outcome::Failed | Outcome::Blocked)));
-    if let Some(dep) = failed_dep {
-        result.outcome = Outcome::Blocked;
-        result.reason_code = "dependency-failed".into();
+    for dep in &decision.depends_on {
+        let (outcome, code) = match earlier.get(dep) {
+            Some(Outcome::Failed | Outcome::Blocked) => (Outcome::Blocked, "dependency-failed"),
+            Some(Outcome::Deferred) => (Outcome::Deferred, "dependency-deferred"),
+            _ => continue,
+        };
+        result.outcome = outcome;
+        result.reason_code = code.into();
         result.reason = format!("dependency {dep:?} did not upgrade in this cycle");
         return result;
     }

@@ -13,7 +13,9 @@
 //! repositories and policy give the same hash on any machine, from any
 //! working directory, in any run.
 
+use super::assess::Assessment;
 use super::probe::{ProbeProblem, RepoProbe};
+use crate::plugin::PluginKind;
 use crate::canonical;
 use crate::policy::Policy;
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,8 @@ use std::collections::BTreeMap;
 pub enum Recommendation {
     /// Fast-forward to upstream.
     Upgrade,
+    /// Held back by the risk scorer; not an error, retried later.
+    Hold,
     /// Not now; retried on a later cycle without anyone acting.
     Defer,
     /// Not until someone acts (diverged, auth, misconfigured...).
@@ -38,15 +42,17 @@ impl Recommendation {
     pub fn priority(self) -> u8 {
         match self {
             Recommendation::Upgrade => 0,
-            Recommendation::Defer => 1,
-            Recommendation::Block => 2,
-            Recommendation::Noop => 3,
+            Recommendation::Hold => 1,
+            Recommendation::Defer => 2,
+            Recommendation::Block => 3,
+            Recommendation::Noop => 4,
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Recommendation::Upgrade => "upgrade",
+            Recommendation::Hold => "hold",
             Recommendation::Defer => "defer",
             Recommendation::Block => "block",
             Recommendation::Noop => "noop",
@@ -62,6 +68,8 @@ pub struct Decision {
     pub depth: u32,
     pub recommendation: Recommendation,
     pub priority: u8,
+    /// Risk from the risk-scorer plugin, 0 to 1000 (0 when not scored).
+    pub risk: u32,
     /// Stable, machine-readable reason (e.g. `behind-upstream`, `fetch-network`).
     pub reason_code: String,
     /// Human-readable reason; not hashed.
@@ -80,6 +88,8 @@ pub struct Decision {
 pub struct Plan {
     pub tick: String,
     pub policy_digest: String,
+    /// SHA-256 of the component of each plugin kind the plan was made with.
+    pub plugin_digests: BTreeMap<PluginKind, String>,
     pub decision_hash: String,
     pub decisions: Vec<Decision>,
 }
@@ -98,6 +108,7 @@ pub struct HashedDecision<'a> {
     pub depth: u32,
     pub recommendation: Recommendation,
     pub priority: u8,
+    pub risk: u32,
     pub reason_code: &'a str,
     pub remote: &'a str,
     pub branch: Option<&'a str>,
@@ -119,6 +130,7 @@ pub fn decision_hash(decisions: &[Decision]) -> String {
                 depth: d.depth,
                 recommendation: d.recommendation,
                 priority: d.priority,
+                risk: d.risk,
                 reason_code: &d.reason_code,
                 remote: &d.remote,
                 branch: d.branch.as_deref(),
@@ -134,15 +146,16 @@ pub fn decision_hash(decisions: &[Decision]) -> String {
 }
 
 /// Plans one cycle. `policy` has been validated (no cycles, known deps).
-pub fn plan(policy: &Policy, probes: &[RepoProbe], tick: &str) -> Plan {
-    let by_name: BTreeMap<&str, &RepoProbe> = probes.iter().map(|p| (p.repo.as_str(), p)).collect();
+pub fn plan(policy: &Policy, assessments: &[Assessment], tick: &str, plugin_digests: BTreeMap<PluginKind, String>) -> Plan {
+    let by_name: BTreeMap<&str, &Assessment> = assessments.iter().map(|a| (a.probe.repo.as_str(), a)).collect();
     let depths = depths(policy);
     let mut decisions: Vec<Decision> = policy
         .repos
         .iter()
         .filter_map(|repo| {
-            let probe = by_name.get(repo.name.as_str())?;
-            let (recommendation, reason_code, reason) = judge(probe);
+            let assessment = by_name.get(repo.name.as_str())?;
+            let probe = &assessment.probe;
+            let (recommendation, reason_code, reason) = weigh(assessment, judge(probe));
             let mut depends_on = repo.depends_on.clone();
             depends_on.sort();
             Some(Decision {
@@ -150,6 +163,7 @@ pub fn plan(policy: &Policy, probes: &[RepoProbe], tick: &str) -> Plan {
                 depth: depths[repo.name.as_str()],
                 recommendation,
                 priority: recommendation.priority(),
+                risk: assessment.score.as_ref().map_or(0, |s| s.risk),
                 reason_code,
                 reason,
                 remote: probe.remote.clone(),
@@ -169,9 +183,37 @@ pub fn plan(policy: &Policy, probes: &[RepoProbe], tick: &str) -> Plan {
         propagate(decision, &verdicts);
         verdicts.insert(decision.repo.clone(), decision.recommendation);
     }
-    decisions.sort_by(|a, b| (a.depth, a.priority, &a.repo).cmp(&(b.depth, b.priority, &b.repo)));
+    decisions.sort_by(|a, b| (a.depth, a.priority, a.risk, &a.repo).cmp(&(b.depth, b.priority, b.risk, &b.repo)));
     let decision_hash = decision_hash(&decisions);
-    Plan { tick: tick.to_owned(), policy_digest: policy.digest(), decision_hash, decisions }
+    Plan { tick: tick.to_owned(), policy_digest: policy.digest(), plugin_digests, decision_hash, decisions }
+}
+
+/// Applies plugin results to the git verdict: a failed plugin defers a repo
+/// that would upgrade or had nothing to do; the risk scorer decides whether
+/// an upgrade goes ahead.
+fn weigh(assessment: &Assessment, verdict: (Recommendation, String, String)) -> (Recommendation, String, String) {
+    use Recommendation::{Block, Defer, Hold, Noop, Upgrade};
+    if let Some(f) = &assessment.plugin_failure {
+        if matches!(verdict.0, Upgrade | Noop) {
+            let reason = format!("{} plugin {:?} failed ({:?}): {}", f.kind.as_str(), f.plugin, f.outcome, f.error);
+            return (Defer, "plugin-failed".to_owned(), reason);
+        }
+        return verdict;
+    }
+    match (&assessment.score, verdict.0) {
+        (Some(score), Upgrade) => {
+            let (rec, code) = match score.recommendation.as_str() {
+                "upgrade" => (Upgrade, "behind-upstream"),
+                "hold" => (Hold, "risk-hold"),
+                "defer" => (Defer, "risk-deferred"),
+                "block" => (Block, "risk-blocked"),
+                _ => (Noop, "risk-noop"),
+            };
+            let reasons = if score.reasons.is_empty() { String::new() } else { format!(": {}", score.reasons.join("; ")) };
+            (rec, code.to_owned(), format!("{} (risk {}{reasons})", verdict.2, score.risk))
+        }
+        _ => verdict,
+    }
 }
 
 /// Applies the dependency rules to `decision` given its dependencies' verdicts.

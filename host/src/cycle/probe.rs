@@ -28,12 +28,35 @@ pub enum ProbeProblem {
     MissingRef { remote: String, branch: String },
 }
 
+/// One incoming commit (upstream, not yet on HEAD).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitSummary {
+    pub id: String,
+    pub summary: String,
+    /// Paths changed relative to the first parent (at most [`MAX_PATHS`]).
+    pub changed_paths: Vec<String>,
+}
+
+/// A fetch from one remote that failed transiently, before falling over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchAttempt {
+    pub remote: String,
+    pub failure: FetchFailure,
+}
+
+/// Incoming commits listed per probe, newest first.
+pub const MAX_COMMITS: usize = 50;
+/// Changed paths listed per commit.
+pub const MAX_PATHS: usize = 200;
+
 /// Everything the planner needs to know about one repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoProbe {
     pub repo: String,
-    /// Remote fetched from.
+    /// Remote fetched from (the first that did not fail transiently).
     pub remote: String,
+    /// Earlier remotes that failed transiently.
+    pub failed_over: Vec<FetchAttempt>,
     /// Checked-out branch, if on one.
     pub branch: Option<String>,
     /// Upstream branch name on the remote.
@@ -51,6 +74,8 @@ pub struct RepoProbe {
     /// Merge, rebase, cherry-pick... in progress.
     pub operation: Option<String>,
     pub problem: Option<ProbeProblem>,
+    /// Upstream commits not on HEAD.
+    pub incoming: Vec<CommitSummary>,
 }
 
 /// Probe settings.
@@ -61,12 +86,13 @@ pub struct ProbeOptions {
     pub fetch_timeout: Duration,
 }
 
-/// Probes `policy`'s repository at `path`.
-pub fn probe(policy: &RepoPolicy, path: &Path, options: ProbeOptions) -> RepoProbe {
-    let remote = policy.primary_remote().name;
+/// Probes `policy`'s repository at `path`, fetching from `remotes` in
+/// order: a transient failure falls over to the next one.
+pub fn probe(policy: &RepoPolicy, path: &Path, options: ProbeOptions, remotes: &[String]) -> RepoProbe {
     let mut probe = RepoProbe {
         repo: policy.name.clone(),
-        remote: remote.clone(),
+        remote: String::new(),
+        failed_over: Vec::new(),
         branch: None,
         upstream_branch: None,
         head: None,
@@ -77,9 +103,20 @@ pub fn probe(policy: &RepoPolicy, path: &Path, options: ProbeOptions) -> RepoPro
         untracked_paths: 0,
         operation: None,
         problem: None,
+        incoming: Vec::new(),
     };
-    if let Err(problem) = inspect(policy, path, &remote, options, &mut probe) {
-        probe.problem = Some(problem);
+    for (i, remote) in remotes.iter().enumerate() {
+        probe.remote = remote.clone();
+        match inspect(policy, path, remote, options, &mut probe) {
+            Err(ProbeProblem::FetchFailed(failure)) if failure.transient && i + 1 < remotes.len() => {
+                probe.failed_over.push(FetchAttempt { remote: remote.clone(), failure });
+            }
+            Err(problem) => {
+                probe.problem = Some(problem);
+                break;
+            }
+            Ok(()) => break,
+        }
     }
     probe
 }
@@ -135,8 +172,36 @@ fn inspect(
         .map_err(|e| ProbeProblem::NotARepository { detail: e.message().to_owned() })?;
     probe.ahead = ahead as u64;
     probe.behind = behind as u64;
+    probe.incoming = incoming(&repo, head_oid, upstream_oid).unwrap_or_default();
     Ok(())
 }
+
+/// Commits reachable from `upstream` but not from `head`, newest first.
+fn incoming(repo: &Repository, head: git2::Oid, upstream: git2::Oid) -> Result<Vec<CommitSummary>, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.push(upstream)?;
+    walk.hide(head)?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+    let mut commits = Vec::new();
+    for oid in walk.take(MAX_COMMITS) {
+        let commit = repo.find_commit(oid?)?;
+        let tree = commit.tree()?;
+        let parent_tree = commit.parents().next().map(|p| p.tree()).transpose()?;
+        let diff = repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)?;
+        let changed_paths = diff
+            .deltas()
+            .filter_map(|d| d.new_file().path().or_else(|| d.old_file().path()).map(|p| p.to_string_lossy().into_owned()))
+            .take(MAX_PATHS)
+            .collect();
+        commits.push(CommitSummary {
+            id: commit.id().to_string(),
+            summary: commit.summary().ok().flatten().unwrap_or_default().to_owned(),
+            changed_paths,
+        });
+    }
+    Ok(commits)
+}
+
 
 /// The branch's configured upstream on `remote`, else a branch of the same name.
 fn upstream_branch_name(repo: &Repository, branch: &str, remote: &str) -> String {

@@ -22,7 +22,6 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// One ledger event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HermesEvent {
     /// Event format version.
     pub v: u32,
@@ -49,12 +48,17 @@ pub struct HermesEvent {
 impl HermesEvent {
     /// The hash this event's contents call for.
     pub fn compute_hash(&self) -> String {
-        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut value {
-            map.remove("hash");
-        }
-        canonical::sha256_hex(canonical::to_canonical_string(&value).as_bytes())
+        hash_of(serde_json::to_value(self).unwrap_or(Value::Null))
     }
+}
+
+/// The chain hash of an event given as raw JSON: every member but `hash`
+/// counts, including members a newer format added, so newer events verify.
+pub fn hash_of(mut event: Value) -> String {
+    if let Value::Object(map) = &mut event {
+        map.remove("hash");
+    }
+    canonical::sha256_hex(canonical::to_canonical_string(&event).as_bytes())
 }
 
 macro_rules! event_kinds {
@@ -94,7 +98,10 @@ event_kinds! {
     StateViewRebuilt = "state-view-rebuilt",
     /// A cycle began (payload: mode, policy digest, repo count).
     CycleStarted = "cycle-started",
-    /// A repository was probed (payload: the probe facts).
+    /// A plugin was called (payload: the call record: plugin, version,
+    /// digest, WIT and wasmtime versions, normalized input, output, fuel).
+    PluginCalled = "plugin-called",
+    /// A repository was probed (payload: probe facts, signals, score).
     RepoProbed = "repo-probed",
     /// Phase 1 produced a plan (payload: decision hash and decisions).
     PlanMade = "plan-made",

@@ -10,7 +10,7 @@
 //! disk.
 //!
 //! A crash can leave a torn final line (bytes without the closing newline).
-//! Opening for writing repairs it: a fragment that is a whole, correctly
+//! The first append after opening repairs it: a fragment that is a whole, correctly
 //! chained event just gets its newline; anything else is cut off. Either way
 //! a `ledger-repaired` event records the offset, length and SHA-256 of what
 //! was found. Damage anywhere else (an edited, reordered, inserted or deleted
@@ -43,6 +43,11 @@ pub enum LedgerError {
     #[error("ledger {path} is broken at line {line}: first bad sequence number {first_bad_seq}: {problem}")]
     Broken { path: PathBuf, line: u64, first_bad_seq: u64, problem: String },
     #[error(
+        "ledger {path} ends at sequence number {ledger_seq} but {view} records sequence number {view_seq}: first bad sequence number {}: events were removed from the end",
+        ledger_seq + 1
+    )]
+    Truncated { path: PathBuf, ledger_seq: u64, view: String, view_seq: u64 },
+    #[error(
         "ledger {path} holds events of format version {found}; this hermes writes version {supported} and will not append after a newer one"
     )]
     FutureVersion { path: PathBuf, found: u32, supported: u32 },
@@ -58,6 +63,15 @@ pub fn verify(state_dir: &Dir, state_path: &Path) -> Result<Scan, LedgerError> {
     }
 }
 
+/// Fails with [`LedgerError::Truncated`] when a view records a ledger
+/// position beyond the ledger's last event: lines were cut from its end.
+pub fn check_view_head(ledger_path: &Path, ledger_seq: u64, view: &str, view_head: &LedgerHead) -> Result<(), LedgerError> {
+    if view_head.seq > ledger_seq {
+        return Err(LedgerError::Truncated { path: ledger_path.to_owned(), ledger_seq, view: view.to_owned(), view_seq: view_head.seq });
+    }
+    Ok(())
+}
+
 /// An open, locked ledger ready for appends.
 #[derive(Debug)]
 pub struct EventLedger {
@@ -66,12 +80,14 @@ pub struct EventLedger {
     path: PathBuf,
     head: LedgerHead,
     clock: Clock,
+    /// A torn final line found on open, repaired before the next append.
+    torn: Option<TornTail>,
 }
 
 impl EventLedger {
-    /// Locks, verifies and (if needed) repairs the ledger, then opens it for
-    /// appending. `tick` is the id any repair event is recorded under.
-    pub fn open(state_dir: &Dir, state_path: &Path, clock: Clock, tick: &str) -> Result<Self, LedgerError> {
+    /// Locks and verifies the ledger, then opens it for appending. A torn
+    /// final line is repaired (and the repair recorded) by the first append.
+    pub fn open(state_dir: &Dir, state_path: &Path, clock: Clock) -> Result<Self, LedgerError> {
         let path = state_path.join(LEDGER_FILE);
         let io_err = |source| LedgerError::Io { path: path.clone(), source };
         let lock = state_dir
@@ -97,11 +113,11 @@ impl EventLedger {
                 supported: EVENT_FORMAT_VERSION,
             });
         }
-        let mut ledger = Self { file, _lock: lock, path, head: scanned.head, clock };
-        if let Some(torn) = scanned.torn_tail {
-            ledger.repair(torn, tick)?;
+        if scanned.events == 0 && scanned.torn_tail.is_none() {
+            // A new ledger file: make its directory entry durable.
+            crate::fsx::sync_dir(state_dir).map_err(io_err)?;
         }
-        Ok(ledger)
+        Ok(Self { file, _lock: lock, path, head: scanned.head, clock, torn: scanned.torn_tail })
     }
 
     /// The last event's position.
@@ -116,6 +132,9 @@ impl EventLedger {
 
     /// Appends an event and fsyncs it; returns the event as written.
     pub fn append(&mut self, tick: &str, kind: EventKind, subject: &str, payload: Value) -> Result<HermesEvent, LedgerError> {
+        if let Some(torn) = self.torn.take() {
+            self.repair(torn, tick)?;
+        }
         let mut event = HermesEvent {
             v: EVENT_FORMAT_VERSION,
             seq: self.head.seq + 1,

@@ -1,6 +1,6 @@
 //! Reading and verifying the ledger's hash chain.
 
-use super::event::{GENESIS_HASH, HermesEvent};
+use super::event::{GENESIS_HASH, HermesEvent, hash_of};
 use super::LedgerError;
 use crate::state::LedgerHead;
 use std::io::BufRead;
@@ -81,8 +81,9 @@ pub fn scan(mut reader: impl BufRead, path: &Path, mut visit: impl FnMut(&Hermes
 
 fn check_line(line: &[u8], prev: &LedgerHead) -> Result<HermesEvent, String> {
     let text = line.strip_suffix(b"\n").unwrap_or(line);
-    let event: HermesEvent =
-        serde_json::from_slice(text).map_err(|e| format!("not a valid event: {e}"))?;
+    let raw: serde_json::Value = serde_json::from_slice(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let computed = hash_of(raw.clone());
+    let event: HermesEvent = serde_json::from_value(raw).map_err(|e| format!("not a valid event: {e}"))?;
     let expected_seq = prev.seq + 1;
     if event.seq != expected_seq {
         return Err(format!(
@@ -96,7 +97,6 @@ fn check_line(line: &[u8], prev: &LedgerHead) -> Result<HermesEvent, String> {
             event.prev_hash, prev.seq, prev.hash
         ));
     }
-    let computed = event.compute_hash();
     if event.hash != computed {
         return Err(format!(
             "hash {} does not match the event's contents (computed {computed}): the line was edited",

@@ -21,6 +21,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -70,6 +71,65 @@ pub struct Policy {
     /// The repositories Hermes upgrades.
     #[serde(default)]
     pub repos: Vec<RepoPolicy>,
+    /// Which component implements each plugin kind, and its limits. A kind
+    /// left out uses the default plugin built into hermes.
+    #[serde(default, skip_serializing_if = "PluginsPolicy::is_default")]
+    pub plugins: PluginsPolicy,
+}
+
+/// Plugin configuration per kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginsPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_probe: Option<PluginPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_scorer: Option<PluginPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_selector: Option<PluginPolicy>,
+}
+
+impl PluginsPolicy {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The settings for `kind` (`"repo-probe"`, `"risk-scorer"`,
+    /// `"federation-selector"`), if any.
+    pub fn get(&self, kind: &str) -> Option<&PluginPolicy> {
+        match kind {
+            "repo-probe" => self.repo_probe.as_ref(),
+            "risk-scorer" => self.risk_scorer.as_ref(),
+            "federation-selector" => self.federation_selector.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// One plugin kind's component and limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginPolicy {
+    /// Component file (absolute or relative to HERMES_HOME); unset means the
+    /// built-in default plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// SHA-256 (hex) the component file must have; required with `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Fuel per call (deterministic instruction budget); default per kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Linear memory cap per call in MiB, 1 to 256; default 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// Wall-clock backstop per call in milliseconds; default 5000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Integer settings passed to the plugin (the scorer's weights and
+    /// thresholds, e.g. `"weight.behind": 40`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, i64>,
 }
 
 /// Fetch settings shared by every repository.
@@ -175,12 +235,20 @@ impl Policy {
             format_version: POLICY_FORMAT_VERSION,
             fetch: FetchPolicy::default(),
             repos: Vec::new(),
+            plugins: PluginsPolicy::default(),
         }
     }
 
-    /// SHA-256 of the policy's canonical JSON.
+    /// SHA-256 of the policy's canonical JSON, without `$schema` and
+    /// `$comment` members (editing a comment does not change the digest).
     pub fn digest(&self) -> String {
-        canonical::digest(self).unwrap_or_default()
+        let mut bare = self.clone();
+        bare.schema = None;
+        bare.comment = None;
+        for repo in &mut bare.repos {
+            repo.comment = None;
+        }
+        canonical::digest(&bare).unwrap_or_default()
     }
 
     /// Looks a repository up by name.
@@ -208,6 +276,14 @@ pub fn load(path: &Path, home: &Path) -> Result<Policy, PolicyError> {
 
 /// Parses policy JSON, naming the JSON path of the first error.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Policy, PolicyError> {
+    // serde would also accept a struct written as an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(PolicyError::Invalid {
+            path: path.to_owned(),
+            json_path: ".".to_owned(),
+            problem: "an array; expected a JSON object with `repos`".to_owned(),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| PolicyError::Invalid {
         path: path.to_owned(),
@@ -224,10 +300,19 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Policy, PolicyError> {
 
 /// Writes the policy (pretty JSON) atomically into `config_dir`.
 pub fn save(policy: &Policy, config_dir: &Path) -> Result<(), PolicyError> {
-    let path = config_dir.join(POLICY_FILE);
-    let write_err = |source| PolicyError::Write { path: path.clone(), source };
-    let dir = Dir::open_ambient_dir(config_dir, ambient_authority()).map_err(write_err)?;
-    let mut text = serde_json::to_string_pretty(policy).map_err(|e| write_err(io::Error::other(e)))?;
+    let mut text = serde_json::to_string_pretty(policy)
+        .map_err(|e| PolicyError::Write { path: config_dir.join(POLICY_FILE), source: io::Error::other(e) })?;
     text.push('\n');
-    fsx::write_atomic(&dir, POLICY_FILE, text.as_bytes()).map_err(write_err)
+    write_config_file(config_dir, POLICY_FILE, &text)
+}
+
+/// Writes the policy's JSON Schema atomically into `config_dir`.
+pub fn save_schema(config_dir: &Path) -> Result<(), PolicyError> {
+    write_config_file(config_dir, SCHEMA_FILE, &schema_json())
+}
+
+fn write_config_file(config_dir: &Path, name: &str, text: &str) -> Result<(), PolicyError> {
+    let write_err = |source| PolicyError::Write { path: config_dir.join(name), source };
+    let dir = Dir::open_ambient_dir(config_dir, ambient_authority()).map_err(write_err)?;
+    fsx::write_atomic(&dir, name, text.as_bytes()).map_err(write_err)
 }

@@ -85,6 +85,29 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
             }
         }
     }
+    for kind in ["repo-probe", "risk-scorer", "federation-selector"] {
+        let Some(plugin) = policy.plugins.get(kind) else { continue };
+        let at = |field: &str| format!("plugins.{kind}.{field}");
+        match (&plugin.path, &plugin.sha256) {
+            (Some(_), None) => {
+                return Err(fail(at("sha256"), "missing; a plugin file must be pinned by its SHA-256 (see `hermes plugin inspect FILE`)".into()));
+            }
+            (None, Some(_)) => return Err(fail(at("path"), "missing; `sha256` pins a file given by `path`".into())),
+            (_, Some(digest)) if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => {
+                return Err(fail(at("sha256"), format!("{digest:?} is not a SHA-256; expected 64 lower-case hex digits")));
+            }
+            _ => {}
+        }
+        if plugin.fuel == Some(0) {
+            return Err(fail(at("fuel"), "0; expected a positive fuel budget".into()));
+        }
+        if plugin.memory_mib.is_some_and(|m| !(1..=256).contains(&m)) {
+            return Err(fail(at("memory_mib"), format!("{} is out of range; expected 1 to 256", plugin.memory_mib.unwrap_or(0))));
+        }
+        if plugin.deadline_ms.is_some_and(|d| !(1..=600_000).contains(&d)) {
+            return Err(fail(at("deadline_ms"), "out of range; expected 1 to 600000 milliseconds".into()));
+        }
+    }
     if let Some((i, cycle)) = find_cycle(policy) {
         return Err(fail(
             format!("repos[{i}].depends_on"),

@@ -127,13 +127,33 @@ impl StateStore {
         Ok(Some(envelope))
     }
 
-    /// Fails with [`StateError::FutureVersion`] if an existing view was written
-    /// by a newer Hermes; such a file must never be overwritten.
-    pub fn check_writable(&self, view: ViewName) -> Result<(), StateError> {
-        match self.read::<serde_json::Value>(view) {
-            Err(e @ StateError::FutureVersion { .. }) => Err(e),
-            _ => Ok(()),
+    /// Checks that a view can be replaced or appended to: every line of a
+    /// history (or the whole view) parses and is not from a newer Hermes.
+    pub fn check(&self, view: ViewName) -> Result<(), StateError> {
+        if !view.is_history() {
+            return self.read::<serde_json::Value>(view).map(drop);
         }
+        let name = view.file_name();
+        let path = self.path_of(name);
+        let text = match self.dir.read_to_string(name) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(StateError::Corrupt { path, detail: "not UTF-8".into() });
+            }
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        for (i, line) in text.lines().enumerate() {
+            let version: VersionProbe = serde_json::from_str(line)
+                .map_err(|e| StateError::Corrupt { path: path.clone(), detail: format!("line {}: {e}", i + 1) })?;
+            if version.format_version > FORMAT_VERSION {
+                return Err(StateError::FutureVersion { path, found: version.format_version, supported: FORMAT_VERSION });
+            }
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            return Err(StateError::Corrupt { path, detail: "the last line is incomplete".into() });
+        }
+        Ok(())
     }
 
     /// Atomically writes a view.
@@ -222,6 +242,11 @@ impl ViewName {
             ViewName::UpgradeState => "auto_safe_upgrade_state.json",
             ViewName::UpgradeStateHistory => "auto_safe_upgrade_state_history.jsonl",
         }
+    }
+
+    /// Whether the file is an append-only `*.jsonl` history.
+    pub fn is_history(self) -> bool {
+        self == ViewName::UpgradeStateHistory
     }
 
     /// File name without its extension; stored in the envelope's `view` field.

@@ -1,0 +1,208 @@
+//! Phase 1 per repository: select a remote, probe, collect signals, score.
+//!
+//! ```text
+//! federation-selector plugin -> ranked remotes
+//! git probe (fetch with fail-over along the ranking)
+//! repo-probe plugin (read-only worktree) -> signals
+//! risk-scorer plugin -> risk, recommendation, reasons   (only for repos that could upgrade)
+//! ```
+//!
+//! Plugin inputs are JSON in the WIT shapes of `hermes:plugin@0.1.0`
+//! (kebab-case keys). Every call's [`CallRecord`] is kept for the ledger.
+//! A plugin that fails (trap, fuel, memory, deadline, invalid output)
+//! never stops the cycle: the repository is deferred with the failure as
+//! the reason.
+
+use super::finalize::RepoState;
+use super::probe::{self, ProbeOptions, RepoProbe};
+use crate::plugin::PluginKind;
+use crate::plugin::call::{CallOutcome, CallRecord};
+use crate::plugin::set::PluginSet;
+use crate::policy::{RemoteRole, RepoPolicy};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// The risk scorer's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Score {
+    pub risk: u32,
+    pub recommendation: String,
+    pub priority: u32,
+    pub reasons: Vec<String>,
+}
+
+/// A plugin call that failed, which defers the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginFailure {
+    pub kind: PluginKind,
+    pub plugin: String,
+    pub outcome: CallOutcome,
+    pub error: String,
+}
+
+/// Everything phase 1 learned about one repository.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub probe: RepoProbe,
+    pub signals: Vec<Value>,
+    pub score: Option<Score>,
+    pub plugin_failure: Option<PluginFailure>,
+    pub calls: Vec<CallRecord>,
+}
+
+/// Inputs of one assessment that are the same for every repository.
+pub struct AssessContext<'a> {
+    pub plugins: &'a PluginSet,
+    pub probe_options: ProbeOptions,
+    /// Unix seconds of the tick.
+    pub logical_time: u64,
+}
+
+/// Assesses one repository.
+pub fn assess(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path, history: Option<&RepoState>) -> Assessment {
+    let mut calls = Vec::new();
+    let mut plugin_failure = None;
+
+    let remotes = select_remotes(ctx, repo, &mut calls).unwrap_or_else(|record| {
+        plugin_failure = Some(fail(&record));
+        vec![repo.primary_remote().name]
+    });
+    let probe = probe::probe(repo, path, ctx.probe_options, &remotes);
+    let mut assessment = Assessment { probe, signals: Vec::new(), score: None, plugin_failure, calls };
+    if assessment.plugin_failure.is_some() || assessment.probe.problem.is_some() || assessment.probe.head.is_none() {
+        return assessment;
+    }
+
+    let facts = repo_facts(&assessment.probe, repo);
+    let record = ctx.plugins.call(PluginKind::RepoProbe, &json!({ "repo": facts, "logical-time": ctx.logical_time }), ctx.logical_time, Some(path));
+    match record.output.clone() {
+        Some(Value::Array(signals)) => assessment.signals = signals,
+        _ => assessment.plugin_failure = Some(fail(&record)),
+    }
+    assessment.calls.push(record);
+    let could_upgrade = assessment.probe.behind > 0 && assessment.probe.ahead == 0;
+    if assessment.plugin_failure.is_some() || !could_upgrade {
+        return assessment;
+    }
+
+    let settings: Vec<Value> = ctx
+        .plugins
+        .get(PluginKind::RiskScorer)
+        .settings
+        .iter()
+        .map(|(key, value)| json!({ "key": key, "value": value }))
+        .collect();
+    let input = json!({
+        "repo": facts,
+        "signals": assessment.signals,
+        "intelligence": intelligence(history),
+        "settings": settings,
+        "logical-time": ctx.logical_time,
+        "hour-of-day": (ctx.logical_time / 3600) % 24,
+    });
+    let record = ctx.plugins.call(PluginKind::RiskScorer, &input, ctx.logical_time, None);
+    match record.output.as_ref().map(|o| serde_json::from_value::<Score>(o.clone())) {
+        Some(Ok(score)) => assessment.score = Some(score),
+        _ => assessment.plugin_failure = Some(fail(&record)),
+    }
+    assessment.calls.push(record);
+    assessment
+}
+
+fn fail(record: &CallRecord) -> PluginFailure {
+    PluginFailure {
+        kind: record.kind,
+        plugin: if record.plugin.is_empty() { record.source.clone() } else { record.plugin.clone() },
+        outcome: record.outcome,
+        error: record.error.clone().unwrap_or_default(),
+    }
+}
+
+/// Remote names ranked by the selector plugin; the failing call on error.
+fn select_remotes(ctx: &AssessContext<'_>, repo: &RepoPolicy, calls: &mut Vec<CallRecord>) -> Result<Vec<String>, CallRecord> {
+    let mut specs = repo.remotes.clone();
+    if specs.is_empty() {
+        specs.push(repo.primary_remote());
+    }
+    let candidates: Vec<Value> = specs
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "role": role_name(r.role),
+                "success-rate-ppm": 1_000_000,
+                "latency-ms": 0,
+                "consecutive-failures": 0,
+                "circuit": "closed",
+            })
+        })
+        .collect();
+    let input = json!({ "repo": repo.name, "candidates": candidates, "logical-time": ctx.logical_time });
+    let record = ctx.plugins.call(PluginKind::FederationSelector, &input, ctx.logical_time, None);
+    calls.push(record.clone());
+    let output = record.output.as_ref().ok_or_else(|| record.clone())?;
+    let mut ranking: Vec<String> = output
+        .get("ranking")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let chosen = output.get("chosen").and_then(Value::as_str).unwrap_or_default().to_owned();
+    ranking.retain(|name| name != &chosen && specs.iter().any(|s| &s.name == name));
+    ranking.insert(0, chosen);
+    Ok(ranking)
+}
+
+fn role_name(role: RemoteRole) -> &'static str {
+    match role {
+        RemoteRole::Primary => "primary",
+        RemoteRole::Origin => "origin",
+        RemoteRole::Mirror => "mirror",
+        RemoteRole::Cache => "cache",
+        RemoteRole::Fallback => "fallback",
+    }
+}
+
+/// The WIT `repo-facts` record for a probe.
+pub fn repo_facts(probe: &RepoProbe, repo: &RepoPolicy) -> Value {
+    let incoming: Vec<Value> = probe
+        .incoming
+        .iter()
+        .map(|c| json!({ "id": c.id, "summary": c.summary, "changed-paths": c.changed_paths }))
+        .collect();
+    let mut depends_on = repo.depends_on.clone();
+    depends_on.sort();
+    json!({
+        "name": probe.repo,
+        "branch": probe.branch,
+        "head": probe.head,
+        "upstream-head": probe.upstream_head,
+        "ahead": probe.ahead,
+        "behind": probe.behind,
+        "dirty-paths": probe.dirty_paths,
+        "untracked-paths": probe.untracked_paths,
+        "operation": probe.operation,
+        "incoming": incoming,
+        "depends-on": depends_on,
+    })
+}
+
+/// The WIT `intelligence` record, from the repository's recorded history.
+/// Ratios are parts per million; the failure probability is Laplace
+/// smoothed, and confidence grows with the number of attempts.
+pub fn intelligence(history: Option<&RepoState>) -> Value {
+    let (successes, failures) = history.map_or((0, 0), |h| (h.upgrades, h.failures));
+    let attempts = successes + failures;
+    let ppm = |num: u64, den: u64| if den == 0 { 0 } else { num.saturating_mul(1_000_000) / den };
+    json!({
+        "attempts": attempts,
+        "successes": successes,
+        "failures": failures,
+        "rollbacks": 0,
+        "rollback-rate-ppm": 0,
+        "failure-probability-ppm": ppm(failures + 1, attempts + 2),
+        "confidence-ppm": ppm(attempts, attempts + 10),
+        "sample-size": attempts,
+        "risky-hours": [],
+    })
+}

@@ -1,0 +1,276 @@
+//! One plugin call: fresh instance, limits, JSON in and out, and the
+//! [`CallRecord`] that goes into the ledger.
+
+use super::engine::{LoadedPlugin, PluginEngine};
+use super::sandbox::{LogLine, PluginState, SandboxSpec};
+use super::{PluginKind, WASMTIME_VERSION, value};
+use crate::canonical;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::Duration;
+use wasmtime::component::Val;
+use wasmtime::{Store, Trap};
+
+/// Limits and context of one call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallSpec<'a> {
+    pub fuel: u64,
+    pub memory_cap: usize,
+    pub deadline: Duration,
+    /// Unix seconds of the tick (the plugin's clocks read this).
+    pub logical_time: u64,
+    /// Probes only: the worktree, preopened read-only.
+    pub worktree: Option<&'a Path>,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallOutcome {
+    Ok,
+    /// The plugin returned `err(..)`.
+    PluginError,
+    /// Fuel ran out (deterministic).
+    OutOfFuel,
+    /// Linear memory would have grown past the cap.
+    MemoryExhausted,
+    /// The wall-clock backstop fired.
+    Deadline,
+    /// Any other trap (panic, unreachable, host-call error).
+    Trap,
+    /// The output does not satisfy the contract (e.g. risk > 1000).
+    InvalidOutput,
+    /// The input did not fit the WIT types, or instantiation failed.
+    BadCall,
+}
+
+/// Everything recorded about a call: enough to replay it exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub plugin: String,
+    pub version: String,
+    pub kind: PluginKind,
+    pub source: String,
+    pub digest: String,
+    pub wit_version: String,
+    pub wasmtime_version: String,
+    /// The input, normalized (canonical key order).
+    pub input: Value,
+    pub input_digest: String,
+    pub outcome: CallOutcome,
+    /// The operation's `ok` value, when the call succeeded.
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub fuel_used: u64,
+    pub fuel_limit: u64,
+    pub peak_memory: u64,
+    pub stdout: String,
+    pub stderr: String,
+    pub logs: Vec<LogLine>,
+}
+
+/// Raw result of calling one export.
+pub(crate) struct Raw {
+    pub output: Value,
+    pub fuel_used: u64,
+    pub peak_memory: usize,
+    pub state: Option<PluginState>,
+}
+
+/// A failed export call.
+pub(crate) struct Failure {
+    pub outcome: CallOutcome,
+    pub message: String,
+    pub fuel_used: u64,
+    pub peak_memory: usize,
+    pub state: Option<PluginState>,
+}
+
+/// Calls the plugin's operation with `input` and records everything.
+pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec: &CallSpec<'_>) -> CallRecord {
+    let canonical_input = canonical::to_canonical_string(input);
+    let input_digest: [u8; 32] = Sha256::digest(canonical_input.as_bytes()).into();
+    let normalized: Value = serde_json::from_str(&canonical_input).unwrap_or(Value::Null);
+    let mut record = CallRecord {
+        plugin: plugin.metadata.name.clone(),
+        version: plugin.metadata.version.clone(),
+        kind: plugin.kind,
+        source: plugin.source.clone(),
+        digest: plugin.digest.clone(),
+        wit_version: plugin.wit_version.clone(),
+        wasmtime_version: WASMTIME_VERSION.to_owned(),
+        input: normalized,
+        input_digest: hex(&input_digest),
+        outcome: CallOutcome::Ok,
+        output: None,
+        error: None,
+        fuel_used: 0,
+        fuel_limit: spec.fuel,
+        peak_memory: 0,
+        stdout: String::new(),
+        stderr: String::new(),
+        logs: Vec::new(),
+    };
+    let result = call_with_digest(engine, plugin, plugin.kind.operation(), Some(input), spec, input_digest);
+    let state = match result {
+        Ok(raw) => {
+            record.fuel_used = raw.fuel_used;
+            record.peak_memory = raw.peak_memory as u64;
+            match raw.output {
+                Value::Object(mut map) if map.contains_key("ok") => {
+                    let output = map.remove("ok").unwrap_or(Value::Null);
+                    match validate_output(plugin.kind, input, &output) {
+                        Ok(()) => record.output = Some(output),
+                        Err(problem) => {
+                            record.outcome = CallOutcome::InvalidOutput;
+                            record.error = Some(problem);
+                        }
+                    }
+                }
+                Value::Object(map) => {
+                    record.outcome = CallOutcome::PluginError;
+                    record.error = Some(map.get("err").and_then(Value::as_str).unwrap_or("(no message)").to_owned());
+                }
+                other => {
+                    record.outcome = CallOutcome::InvalidOutput;
+                    record.error = Some(format!("expected a result, got {other}"));
+                }
+            }
+            raw.state
+        }
+        Err(failure) => {
+            record.outcome = failure.outcome;
+            record.error = Some(failure.message);
+            record.fuel_used = failure.fuel_used;
+            record.peak_memory = failure.peak_memory as u64;
+            failure.state
+        }
+    };
+    if let Some(state) = state {
+        (record.stdout, record.stderr) = state.output();
+        record.logs = state.logs;
+    }
+    record
+}
+
+/// Calls `export` (with `input` as its one argument, if any) in a fresh
+/// instance. Randomness is seeded from `input`'s canonical digest.
+pub(crate) fn call_export(
+    engine: &PluginEngine,
+    plugin: &LoadedPlugin,
+    export: &str,
+    input: Option<&Value>,
+    spec: &CallSpec<'_>,
+) -> Result<Raw, Failure> {
+    let canonical_input = input.map(canonical::to_canonical_string).unwrap_or_default();
+    let digest: [u8; 32] = Sha256::digest(canonical_input.as_bytes()).into();
+    call_with_digest(engine, plugin, export, input, spec, digest)
+}
+
+fn call_with_digest(
+    engine: &PluginEngine,
+    plugin: &LoadedPlugin,
+    export: &str,
+    input: Option<&Value>,
+    spec: &CallSpec<'_>,
+    input_digest: [u8; 32],
+) -> Result<Raw, Failure> {
+    let bad = |message: String| Failure { outcome: CallOutcome::BadCall, message, fuel_used: 0, peak_memory: 0, state: None };
+    let sandbox = SandboxSpec { logical_time: spec.logical_time, input_digest, memory_cap: spec.memory_cap, worktree: spec.worktree };
+    let state = PluginState::new(&sandbox).map_err(bad)?;
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|state| state);
+    store.set_fuel(spec.fuel).map_err(|e| bad(format!("{e:#}")))?;
+    let ticks = (spec.deadline.as_millis() / super::engine::EPOCH_TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    let outcome = (|| -> Result<Value, (CallOutcome, String)> {
+        let instance = plugin.pre.instantiate(&mut store).map_err(|e| (CallOutcome::Trap, format!("instantiation failed: {e:#}")))?;
+        let func = instance
+            .get_func(&mut store, export)
+            .ok_or_else(|| (CallOutcome::BadCall, format!("the component exports no function {export:?}")))?;
+        let ty = func.ty(&store);
+        let params: Vec<Val> = match (ty.params().next(), input) {
+            (Some((name, param_ty)), Some(json)) => {
+                vec![value::to_val(json, &param_ty, name).map_err(|e| (CallOutcome::BadCall, format!("input does not fit the WIT types: {e}")))?]
+            }
+            (None, None) => Vec::new(),
+            _ => return Err((CallOutcome::BadCall, format!("{export} takes a different number of arguments"))),
+        };
+        let mut results = vec![Val::Bool(false); ty.results().len()];
+        func.call(&mut store, &params, &mut results).map_err(|e| classify(&e))?;
+        Ok(results.first().map(value::to_json).unwrap_or(Value::Null))
+    })();
+    let fuel_used = spec.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let mut state = store.into_data();
+    let peak_memory = state.peak_memory;
+    match outcome {
+        Ok(output) => Ok(Raw { output, fuel_used, peak_memory, state: Some(state) }),
+        Err((mut outcome, message)) => {
+            if state.memory_exhausted {
+                outcome = CallOutcome::MemoryExhausted;
+            }
+            state.memory_exhausted = false;
+            Err(Failure { outcome, message: truncate(message), fuel_used, peak_memory, state: Some(state) })
+        }
+    }
+}
+
+fn classify(error: &wasmtime::Error) -> (CallOutcome, String) {
+    let outcome = match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallOutcome::OutOfFuel,
+        Some(Trap::Interrupt) => CallOutcome::Deadline,
+        _ => CallOutcome::Trap,
+    };
+    (outcome, format!("{error:#}"))
+}
+
+fn truncate(mut message: String) -> String {
+    const MAX: usize = 4096;
+    if message.len() > MAX {
+        let mut end = MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(" [truncated]");
+    }
+    message
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Contract checks the WIT types cannot express.
+pub fn validate_output(kind: PluginKind, input: &Value, output: &Value) -> Result<(), String> {
+    match kind {
+        PluginKind::RepoProbe => {
+            let signals = output.as_array().ok_or("expected a list of signals")?;
+            if signals.len() > 256 {
+                return Err(format!("{} signals; at most 256 are accepted", signals.len()));
+            }
+            Ok(())
+        }
+        PluginKind::RiskScorer => {
+            let risk = output.get("risk").and_then(Value::as_u64).ok_or("missing risk")?;
+            if risk > 1000 {
+                return Err(format!("risk {risk} is out of range; expected 0 to 1000"));
+            }
+            Ok(())
+        }
+        PluginKind::FederationSelector => {
+            let chosen = output.get("chosen").and_then(Value::as_str).ok_or("missing chosen")?;
+            let candidates: Vec<&str> = input
+                .get("candidates")
+                .and_then(Value::as_array)
+                .map(|c| c.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect())
+                .unwrap_or_default();
+            if !candidates.contains(&chosen) {
+                return Err(format!("chose {chosen:?}, which is not among the candidates {}", candidates.join(", ")));
+            }
+            Ok(())
+        }
+    }
+}
