@@ -1,1 +1,13 @@
+//! Integration tests: real git repositories and bare remotes in temporary
+//! directories, driven through the real `hermes` binary. See `common` for the
+//! harness and its pinned environment.
 
+mod common;
+
+mod cycle;
+mod demo;
+mod init_repo;
+mod ledger;
+mod plugins;
+mod policy_golden;
+mod state_store;
