@@ -117,6 +117,36 @@ event_kinds! {
     ApplyFailed = "apply-failed",
     /// A cycle ended (payload: counts by outcome).
     CycleFinished = "cycle-finished",
+    /// A lease was granted (payload: the lease with its fencing token).
+    LeaseGranted = "lease-granted",
+    /// A lease was refused because another holder has it.
+    LeaseConflict = "lease-conflict",
+    /// An expired lease of another holder was taken over.
+    LeaseTakeover = "lease-takeover",
+    /// A lease was renewed.
+    LeaseRenewed = "lease-renewed",
+    /// A lease was released.
+    LeaseReleased = "lease-released",
+    /// A stale holder's fencing token was refused.
+    FenceRejected = "fence-rejected",
+    /// The resource sample and pressure level of a cycle.
+    ResourcePressure = "resource-pressure",
+    /// A remote's health changed (payload: remote, figures, circuit).
+    RemoteHealthChanged = "remote-health-changed",
+    /// The endpoint selected for a repository changed (logical promotion).
+    RemotePromoted = "remote-promoted",
+    /// One integrity check ran (payload: check name, ok, detail).
+    GateChecked = "gate-checked",
+    /// The integrity gate failed: no repository is mutated this cycle.
+    IntegrityFailed = "integrity-failed",
+    /// A rollback plan was persisted before an apply.
+    RollbackPlanned = "rollback-planned",
+    /// The canary check ran in a temporary worktree.
+    CanaryRun = "canary-run",
+    /// The post-apply health check ran.
+    HealthChecked = "health-checked",
+    /// A repository was rolled back to its recorded HEAD.
+    RolledBack = "rolled-back",
 }
 
 impl std::fmt::Display for EventKind {

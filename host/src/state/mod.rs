@@ -231,6 +231,32 @@ pub enum ViewName {
     UpgradeState,
     /// One summary line per cycle, append-only (`cycle::finalize`).
     UpgradeStateHistory,
+    /// Per-remote health: success rate, latency, failures, circuit (`federation`).
+    RemoteHealth,
+    /// Per-repository outcome statistics derived from the ledger (`intelligence`).
+    RuntimeIntelligence,
+    /// The pressure level and lanes of the last cycle (`resource`).
+    RuntimeResourceState,
+    /// The last resource sample: load, memory, disk (`resource`).
+    RuntimeResourceTelemetry,
+    /// Grants, conflicts and takeovers of the last cycle (`coordinate`).
+    AgentCoordinationState,
+    /// Active leases and the fencing high-water mark (`coordinate`).
+    CoordinationLeases,
+    /// Single-host "consensus": who holds what, no quorum claimed (`coordinate`).
+    RuntimeConsensusState,
+    /// The topology snapshot of the last cycle (`topology`).
+    RuntimeTopologyGraph,
+    /// Selected endpoint per repository, logical promotions (`federation`).
+    RemoteFederationState,
+    /// Repositories, remotes and roles as a graph (`federation`).
+    FederationTopologyState,
+    /// Result of each integrity check of the last gate (`gate`).
+    ControlPlaneIntegrity,
+    /// Rollback plans and rollbacks (`cycle::rollback`).
+    RollbackIntelligence,
+    /// What the control plane is doing now (`cycle`).
+    LiveRuntimeControlPlane,
 }
 
 impl ViewName {
@@ -241,6 +267,19 @@ impl ViewName {
             ViewName::UpgradeSummary => "auto_safe_upgrade_summary.json",
             ViewName::UpgradeState => "auto_safe_upgrade_state.json",
             ViewName::UpgradeStateHistory => "auto_safe_upgrade_state_history.jsonl",
+            ViewName::RemoteHealth => "remote_health.json",
+            ViewName::RuntimeIntelligence => "runtime_intelligence.json",
+            ViewName::RuntimeResourceState => "runtime_resource_state.json",
+            ViewName::RuntimeResourceTelemetry => "runtime_resource_telemetry.json",
+            ViewName::AgentCoordinationState => "agent_coordination_state.json",
+            ViewName::CoordinationLeases => "coordination_leases.json",
+            ViewName::RuntimeConsensusState => "runtime_consensus_state.json",
+            ViewName::RuntimeTopologyGraph => "runtime_topology_graph.json",
+            ViewName::RemoteFederationState => "remote_federation_state.json",
+            ViewName::FederationTopologyState => "federation_topology_state.json",
+            ViewName::ControlPlaneIntegrity => "control_plane_integrity.json",
+            ViewName::RollbackIntelligence => "rollback_intelligence.json",
+            ViewName::LiveRuntimeControlPlane => "live_runtime_control_plane.json",
         }
     }
 

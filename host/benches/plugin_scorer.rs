@@ -1,0 +1,98 @@
+//! Plugin runtime benchmarks (figures in docs/performance.md):
+//!
+//! - `scorer/wasm-fresh-instance`: one call of the built-in baseline scorer
+//!   through the production path (`PluginSet::call`: canonical input, seeded
+//!   sandbox, fresh instance from the pooling allocator, JSON <-> WIT values,
+//!   output validation, call record);
+//! - `scorer/native`: the same scoring logic (`scorer-logic`) compiled
+//!   natively, on the same input;
+//! - `load/cold` and `load/warm`: loading the component with an empty cache
+//!   (compile) and with a warm one (checksum + deserialize).
+//!
+//! Run: `cargo bench -p hermes --bench plugin_scorer`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hermes::plugin::PluginKind;
+use hermes::plugin::builtin::builtin;
+use hermes::plugin::cache::ComponentCache;
+use hermes::plugin::engine::PluginEngine;
+use hermes::plugin::set::PluginSet;
+use hermes::policy::Policy;
+use serde_json::json;
+use std::hint::black_box;
+
+fn score_input() -> serde_json::Value {
+    json!({
+        "repo": {
+            "name": "api", "branch": "main", "head": "a".repeat(40), "upstream-head": "b".repeat(40),
+            "ahead": 0, "behind": 3, "dirty-paths": 0, "untracked-paths": 0, "operation": null,
+            "incoming": [
+                { "id": "c".repeat(40), "summary": "bump deps", "changed-paths": ["Cargo.lock", "Cargo.toml"] },
+                { "id": "d".repeat(40), "summary": "fix", "changed-paths": ["src/lib.rs"] },
+                { "id": "e".repeat(40), "summary": "docs", "changed-paths": ["README.md"] }
+            ],
+            "depends-on": ["core"]
+        },
+        "signals": [{ "key": "lockfile-changed", "value": "Cargo.lock", "severity": "warning", "message": "lockfile changed" }],
+        "intelligence": {
+            "attempts": 10, "successes": 9, "failures": 1, "rollbacks": 0, "rollback-rate-ppm": 0,
+            "failure-probability-ppm": 166666, "confidence-ppm": 500000, "sample-size": 10, "risky-hours": [2, 3]
+        },
+        "settings": [],
+        "logical-time": 1_700_000_000u64,
+        "hour-of-day": 14
+    })
+}
+
+fn native_input() -> scorer_logic::Input {
+    scorer_logic::Input {
+        behind: 3,
+        ahead: 0,
+        dirty_paths: 0,
+        operation: None,
+        changed_paths: 4,
+        signals: vec![scorer_logic::SignalInput { key: "lockfile-changed".into(), severity: scorer_logic::Severity::Warning }],
+        rollback_rate_ppm: 0,
+        failure_probability_ppm: 166_666,
+        confidence_ppm: 500_000,
+        risky_hours: vec![2, 3],
+        hour_of_day: 14,
+        settings: Vec::new(),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let home = tempfile::tempdir().expect("temp dir");
+    let policy = Policy::starter();
+    let set = PluginSet::load(home.path(), &home.path().join("policy.json"), &policy).expect("load plugins");
+    let input = score_input();
+    assert_eq!(set.call(PluginKind::RiskScorer, &input, 1_700_000_000, None).outcome, hermes::plugin::call::CallOutcome::Ok);
+
+    let mut group = c.benchmark_group("scorer");
+    group.bench_function("wasm-fresh-instance", |b| b.iter(|| black_box(set.call(PluginKind::RiskScorer, black_box(&input), 1_700_000_000, None))));
+    let native = native_input();
+    group.bench_function("native", |b| b.iter(|| black_box(scorer_logic::score(black_box(&native), &scorer_logic::Config::BASELINE))));
+    group.finish();
+
+    let bytes = builtin(PluginKind::RiskScorer).bytes;
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10);
+    group.bench_function("cold", |b| {
+        b.iter(|| {
+            let engine = PluginEngine::new(None).expect("engine");
+            black_box(engine.load(bytes, "bench").expect("load"))
+        })
+    });
+    let cache_dir = home.path().join("cache");
+    PluginEngine::new(Some(ComponentCache::open(&cache_dir).expect("cache"))).expect("engine").load(bytes, "bench").expect("warm up");
+    group.bench_function("warm", |b| {
+        b.iter(|| {
+            let engine = PluginEngine::new(Some(ComponentCache::open(&cache_dir).expect("cache"))).expect("engine");
+            black_box(engine.load(bytes, "bench").expect("load"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(plugin_benches, benches);
+criterion_main!(plugin_benches);
