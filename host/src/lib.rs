@@ -8,11 +8,16 @@
 pub mod canonical;
 pub mod cli;
 pub mod clock;
+pub mod coordinate;
 pub mod cycle;
 pub mod demo;
+pub mod federation;
 pub mod fsx;
+pub mod intelligence;
 pub mod ledger;
 pub mod plugin;
 pub mod policy;
+pub mod resource;
 pub mod state;
+pub mod topology;
 pub mod workspace;

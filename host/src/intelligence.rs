@@ -1,0 +1,2 @@
+//! Runtime intelligence: per-repository outcome statistics folded from the
+//! ledger's outcome events (persisted in `state/runtime_intelligence.json`).
