@@ -1,6 +1,9 @@
 //! Test plugin `bad-output-scorer`: returns `risk = 5000`, outside 0..=1000.
 //! The host must treat this as invalid output and defer the repository.
-use hermes_plugin_sdk::{Recommendation, RiskScorer, ScoreInput, ScoreOutput};
+//!
+//! It also logs one message through the host import (`hermes:plugin/host.log`,
+//! level `warn`): "bad-output-scorer: returning risk 5000 on purpose".
+use hermes_plugin_sdk::{LogLevel, Recommendation, RiskScorer, ScoreInput, ScoreOutput};
 
 struct BadOutputScorer;
 
@@ -10,6 +13,10 @@ impl RiskScorer for BadOutputScorer {
     const DESCRIPTION: &'static str = "Test plugin: returns risk 5000 (invalid output)";
 
     fn score(_input: ScoreInput) -> Result<ScoreOutput, String> {
+        hermes_plugin_sdk::log(
+            LogLevel::Warn,
+            "bad-output-scorer: returning risk 5000 on purpose",
+        );
         Ok(ScoreOutput {
             risk: 5000,
             recommendation: Recommendation::Upgrade,
