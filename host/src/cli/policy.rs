@@ -1,6 +1,8 @@
 //! `hermes policy check|schema`: validate the policy, print its schema.
 
 use super::{CliError, ExitStatus, print_json};
+use crate::cycle::CycleError;
+use crate::plugin::set::PluginSet;
 use crate::policy;
 use crate::workspace::Workspace;
 use serde_json::json;
@@ -22,6 +24,8 @@ pub fn run(workspace: &Workspace, command: Command) -> Result<ExitStatus, CliErr
         Command::Schema => print!("{}", policy::schema_json()),
         Command::Check { json } => {
             let policy = workspace.load_policy()?;
+            // Loading the plugins checks pins, imports and worlds.
+            PluginSet::load(workspace.home(), &workspace.policy_path(), &policy).map_err(CycleError::from)?;
             let repos: Vec<&str> = policy.repos.iter().map(|r| r.name.as_str()).collect();
             if json {
                 print_json(&json!({

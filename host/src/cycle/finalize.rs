@@ -119,6 +119,13 @@ pub fn load_upgrade_state(store: &StateStore, ledger: &mut EventLedger, tick: &s
 pub fn prepare_views(store: &StateStore, ledger: &mut EventLedger, tick: &str) -> Result<(), FinalizeError> {
     for view in [ViewName::GlobalOrchestrationPlan, ViewName::UpgradeSummary, ViewName::UpgradeStateHistory] {
         match store.check(view) {
+            Ok(()) if !view.is_history() => {
+                // A view that saw more of the ledger than the ledger holds
+                // means events were cut from its end.
+                if let Ok(Some(envelope)) = store.read::<serde_json::Value>(view) {
+                    ledger::check_view_head(ledger.path(), ledger.head().seq, view.file_name(), &envelope.ledger_head)?;
+                }
+            }
             Ok(()) => {}
             Err(StateError::Corrupt { path, detail }) => {
                 let mut payload = quarantine(store, ledger, view, &path, detail)?;

@@ -3,7 +3,7 @@
 //! Turns probes into one [`Decision`] per repository and orders them totally
 //! and stably: dependency depth, recommendation priority, repository name.
 //! A repository whose dependency is blocked is blocked; one whose dependency
-//! is deferred and which would otherwise upgrade is deferred.
+//! is deferred or held and which would otherwise upgrade is deferred.
 //!
 //! The plan is persisted as `state/global_orchestration_plan.json` (data: a
 //! serialized [`Plan`]). Its `decision_hash` is the SHA-256 of the canonical
@@ -225,8 +225,9 @@ fn propagate(decision: &mut Decision, verdicts: &BTreeMap<String, Recommendation
         return;
     }
     if decision.recommendation == Recommendation::Upgrade {
-        if let Some(dep) = decision.depends_on.iter().find(|d| verdicts.get(*d) == Some(&Recommendation::Defer)) {
-            let reason = format!("dependency {dep:?} is deferred");
+        let waiting = |d: &&String| matches!(verdicts.get(*d), Some(Recommendation::Defer | Recommendation::Hold));
+        if let Some(dep) = decision.depends_on.iter().find(waiting) {
+            let reason = format!("dependency {dep:?} is deferred or held");
             set(decision, Recommendation::Defer, "dependency-deferred", reason);
         }
     }

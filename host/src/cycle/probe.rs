@@ -44,7 +44,7 @@ pub struct FetchAttempt {
     pub failure: FetchFailure,
 }
 
-/// Incoming commits listed per probe, newest first.
+/// Incoming commits listed per probe (the newest ones, oldest first).
 pub const MAX_COMMITS: usize = 50;
 /// Changed paths listed per commit.
 pub const MAX_PATHS: usize = 200;
@@ -176,7 +176,8 @@ fn inspect(
     Ok(())
 }
 
-/// Commits reachable from `upstream` but not from `head`, newest first.
+/// Commits reachable from `upstream` but not from `head`: the newest
+/// [`MAX_COMMITS`] of them, listed oldest first.
 fn incoming(repo: &Repository, head: git2::Oid, upstream: git2::Oid) -> Result<Vec<CommitSummary>, git2::Error> {
     let mut walk = repo.revwalk()?;
     walk.push(upstream)?;
@@ -199,6 +200,7 @@ fn incoming(repo: &Repository, head: git2::Oid, upstream: git2::Oid) -> Result<V
             changed_paths,
         });
     }
+    commits.reverse();
     Ok(commits)
 }
 

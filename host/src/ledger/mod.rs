@@ -117,7 +117,13 @@ impl EventLedger {
             // A new ledger file: make its directory entry durable.
             crate::fsx::sync_dir(state_dir).map_err(io_err)?;
         }
-        Ok(Self { file, _lock: lock, path, head: scanned.head, clock, torn: scanned.torn_tail })
+        // A whole event that only lacks its newline is the head already; the
+        // first append completes it.
+        let head = match scanned.torn_tail.as_ref().and_then(|t| t.complete_event.as_ref()) {
+            Some(event) => LedgerHead { seq: event.seq, hash: event.hash.clone() },
+            None => scanned.head,
+        };
+        Ok(Self { file, _lock: lock, path, head, clock, torn: scanned.torn_tail })
     }
 
     /// The last event's position.
@@ -175,9 +181,6 @@ impl EventLedger {
                 .map_err(|source| LedgerError::Io { path: self.path.clone(), source })?;
             "truncated"
         };
-        if let Some(event) = torn.complete_event {
-            self.head = LedgerHead { seq: event.seq, hash: event.hash };
-        }
         tracing::warn!(path = %self.path.display(), offset = torn.offset, bytes = torn.bytes.len(), action, "repaired torn final ledger line");
         let preview: String = String::from_utf8_lossy(&torn.bytes).chars().take(200).collect();
         self.append(

@@ -69,6 +69,8 @@ pub struct CallRecord {
     pub stdout: String,
     pub stderr: String,
     pub logs: Vec<LogLine>,
+    /// Log lines beyond the per-call cap, counted but not kept.
+    pub logs_dropped: u64,
 }
 
 /// Raw result of calling one export.
@@ -112,6 +114,7 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
         stdout: String::new(),
         stderr: String::new(),
         logs: Vec::new(),
+        logs_dropped: 0,
     };
     let result = call_with_digest(engine, plugin, plugin.kind.operation(), Some(input), spec, input_digest);
     let state = match result {
@@ -151,6 +154,7 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
     if let Some(state) = state {
         (record.stdout, record.stderr) = state.output();
         record.logs = state.logs;
+        record.logs_dropped = state.logs_dropped;
     }
     record
 }

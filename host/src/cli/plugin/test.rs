@@ -23,9 +23,10 @@ pub struct Args {
     /// Fuel per call [default: the kind's default]
     #[arg(long)]
     fuel: Option<u64>,
-    /// Logical time (unix seconds) seen by the plugin's clocks
-    #[arg(long, default_value_t = 0)]
-    logical_time: u64,
+    /// Logical time (unix seconds) seen by the plugin's clocks [default: the
+    /// case input's `logical-time`, else 0]
+    #[arg(long)]
+    logical_time: Option<u64>,
     /// Worktree to preopen read-only for a probe
     #[arg(long)]
     worktree: Option<PathBuf>,
@@ -53,15 +54,23 @@ pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
             return Ok(ExitStatus::PluginTestFailed);
         }
     };
-    let fuel = args.fuel.unwrap_or_else(|| plugin.kind.default_fuel());
-    let spec = CallSpec {
-        fuel,
-        memory_cap: DEFAULT_MEMORY_CAP,
-        deadline: DEFAULT_DEADLINE,
-        logical_time: args.logical_time,
+    // The workspace policy's limits for this kind, when there is one.
+    let limits = workspace.load_policy().ok().and_then(|p| p.plugins.get(plugin.kind.as_str()).cloned()).unwrap_or_default();
+    let base = CallSpec {
+        fuel: args.fuel.or(limits.fuel).unwrap_or_else(|| plugin.kind.default_fuel()),
+        memory_cap: limits.memory_mib.map_or(DEFAULT_MEMORY_CAP, |m| (m as usize) << 20),
+        deadline: limits.deadline_ms.map_or(DEFAULT_DEADLINE, std::time::Duration::from_millis),
+        logical_time: 0,
         worktree: args.worktree.as_deref(),
     };
-    let reports: Vec<CaseReport> = cases.iter().map(|case| fixture::run_case(&engine, &plugin, case, &spec)).collect();
+    let reports: Vec<CaseReport> = cases
+        .iter()
+        .map(|case| {
+            let from_input = case.input.get("logical-time").and_then(serde_json::Value::as_u64);
+            let spec = CallSpec { logical_time: args.logical_time.or(from_input).unwrap_or(0), ..base };
+            fixture::run_case(&engine, &plugin, case, &spec)
+        })
+        .collect();
     let failed = reports.iter().filter(|r| !r.passed).count();
     let passed = reports.len() - failed;
     if args.json {
