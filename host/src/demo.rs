@@ -83,6 +83,8 @@ pub fn build(dir: &Path) -> Result<(), DemoError> {
             branch: Some("main".to_owned()),
             depends_on: spec.depends_on.iter().map(|d| (*d).to_owned()).collect(),
             remotes: Vec::new(),
+            canary: None,
+            health: None,
         });
     }
     policy::save_schema(&dir.join("config")).map_err(|e| fail(e.to_string()))?;

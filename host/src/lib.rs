@@ -17,6 +17,7 @@ pub mod intelligence;
 pub mod ledger;
 pub mod plugin;
 pub mod policy;
+pub mod process;
 pub mod resource;
 pub mod state;
 pub mod topology;

@@ -59,6 +59,8 @@ pub fn run(workspace: &Workspace, command: Command) -> Result<ExitStatus, CliErr
         branch: args.branch,
         depends_on: args.depends_on,
         remotes: Vec::new(),
+        canary: None,
+        health: None,
     };
     policy.repos.push(entry.clone());
     policy::validate(&policy, &workspace.policy_path(), workspace.home())

@@ -50,6 +50,44 @@ pub fn fast_forward(path: &Path, branch: &str, expected_head: Oid, target: Oid, 
     Ok(())
 }
 
+/// Rolls `branch` back from `current` (what Hermes applied) to `previous`,
+/// under the same guards: the branch must still be at `current` with a
+/// clean worktree. Used when the post-apply health check fails.
+pub fn roll_back(path: &Path, branch: &str, current: Oid, previous: Oid, reflog: &str) -> Result<(), ApplyRefusal> {
+    let repo = Repository::open(path).map_err(|e| refuse(false, "not-a-repository", e.message().to_owned()))?;
+    let refname = format!("refs/heads/{branch}");
+    let head = repo.head().map_err(|e| refuse(false, "head-moved", e.message().to_owned()))?;
+    if head.name().ok() != Some(refname.as_str()) || head.target() != Some(current) {
+        return Err(refuse(false, "head-moved", format!("{refname} is no longer at {current}; not rolling back over someone else's change")));
+    }
+    let (dirty, _) = worktree_status(&repo).map_err(|e| refuse(false, "dirty-worktree", e.message().to_owned()))?;
+    if dirty > 0 {
+        return Err(refuse(false, "dirty-worktree", format!("{dirty} uncommitted changes appeared after the apply")));
+    }
+    let commit = repo.find_commit(previous).map_err(|e| refuse(false, "missing-target", e.message().to_owned()))?;
+    let mut checkout = CheckoutBuilder::new();
+    checkout.safe();
+    if let Err(e) = repo.checkout_tree(commit.as_object(), Some(&mut checkout)) {
+        restore(&repo);
+        return Err(refuse(false, "checkout-failed", format!("checkout of {previous} failed: {}", e.message())));
+    }
+    if let Err(e) = repo.reference_matching(&refname, previous, true, current, reflog) {
+        restore(&repo);
+        return Err(refuse(false, "ref-update-failed", format!("moving {refname} back failed: {}", e.message())));
+    }
+    Ok(())
+}
+
+/// Writes the tree of `commit` into `dir` (which is not a git repository),
+/// leaving the repository's index, HEAD and worktree untouched.
+pub fn checkout_into(path: &Path, commit: Oid, dir: &Path) -> Result<(), git2::Error> {
+    let repo = Repository::open(path)?;
+    let commit = repo.find_commit(commit)?;
+    let mut checkout = CheckoutBuilder::new();
+    checkout.force().update_index(false).target_dir(dir);
+    repo.checkout_tree(commit.as_object(), Some(&mut checkout))
+}
+
 fn check_guards(repo: &Repository, refname: &str, expected_head: Oid, target: Oid) -> Result<(), ApplyRefusal> {
     let head = repo.head().map_err(|e| refuse(true, "head-moved", format!("cannot read HEAD: {}", e.message())))?;
     if head.name().ok() != Some(refname) || head.target() != Some(expected_head) {

@@ -15,6 +15,7 @@
 
 pub mod apply;
 pub mod assess;
+pub mod execute;
 pub mod fetch;
 pub mod finalize;
 pub mod outcome;
@@ -27,9 +28,8 @@ use crate::policy::{Policy, PolicyError};
 use crate::state::{LedgerHead, StateError, StateStore, ViewName};
 use crate::workspace::Workspace;
 use finalize::FinalizeError;
-use git2::Oid;
-use outcome::{Outcome, RepoOutcome};
-use plan::{Decision, Plan, Recommendation};
+use outcome::Outcome;
+use plan::{Decision, Recommendation};
 use assess::{AssessContext, Assessment};
 use finalize::UpgradeState;
 use crate::plugin::set::{PluginSet, PluginSetError};
@@ -197,7 +197,11 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let mut repos = Vec::with_capacity(plan.decisions.len());
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     for decision in &plan.decisions {
-        let result = execute(workspace, &policy, &plan, decision, &outcomes, &tick, progress);
+        if decision.recommendation == Recommendation::Upgrade {
+            progress(&format!("upgrading {}", decision.repo));
+        }
+        let step = execute::Step { workspace, policy: &policy, plan: &plan, tick: &tick, earlier: &outcomes };
+        let result = execute::execute(&step, decision, &mut ledger)?;
         let event = ledger.append(&tick, result.outcome.event_kind(), &decision.repo, serde_json::to_value(&result).unwrap_or_default())?;
         state.apply(&event);
         outcomes.insert(decision.repo.clone(), result.outcome);
@@ -265,71 +269,4 @@ fn report_row(decision: &Decision, outcome: Option<Outcome>, head_after: Option<
         ahead: decision.ahead,
         behind: decision.behind,
     }
-}
-
-/// Carries out one decision, given the outcomes of repos earlier in the plan.
-fn execute(
-    workspace: &Workspace,
-    policy: &Policy,
-    plan: &Plan,
-    decision: &Decision,
-    earlier: &BTreeMap<String, Outcome>,
-    tick: &str,
-    progress: Progress<'_>,
-) -> RepoOutcome {
-    let mut result = RepoOutcome {
-        repo: decision.repo.clone(),
-        outcome: match decision.recommendation {
-            Recommendation::Upgrade => Outcome::Upgraded,
-            Recommendation::Defer | Recommendation::Hold => Outcome::Deferred,
-            Recommendation::Block => Outcome::Blocked,
-            Recommendation::Noop => Outcome::Noop,
-        },
-        recommendation: decision.recommendation,
-        reason_code: decision.reason_code.clone(),
-        reason: decision.reason.clone(),
-        head_before: decision.head.clone(),
-        head_after: decision.head.clone(),
-        target: decision.target.clone(),
-        decision_hash: plan.decision_hash.clone(),
-    };
-    if decision.recommendation != Recommendation::Upgrade {
-        return result;
-    }
-    for dep in &decision.depends_on {
-        let (outcome, code) = match earlier.get(dep) {
-            Some(Outcome::Failed | Outcome::Blocked) => (Outcome::Blocked, "dependency-failed"),
-            Some(Outcome::Deferred) => (Outcome::Deferred, "dependency-deferred"),
-            _ => continue,
-        };
-        result.outcome = outcome;
-        result.reason_code = code.into();
-        result.reason = format!("dependency {dep:?} did not upgrade in this cycle");
-        return result;
-    }
-    progress(&format!("upgrading {}", decision.repo));
-    let (Some(repo), Some(branch), Some(head), Some(target)) = (
-        policy.repo(&decision.repo),
-        decision.branch.as_deref(),
-        decision.head.as_deref().and_then(|h| Oid::from_str(h).ok()),
-        decision.target.as_deref().and_then(|t| Oid::from_str(t).ok()),
-    ) else {
-        result.outcome = Outcome::Failed;
-        result.reason_code = "incomplete-probe".into();
-        result.reason = "the plan lacks branch, HEAD or target for an upgrade".into();
-        return result;
-    };
-    let reflog = format!("hermes: fast-forward to {target} (tick {tick})");
-    match apply::fast_forward(&repo.resolved_path(workspace.home()), branch, head, target, &reflog) {
-        Ok(()) => {
-            result.head_after = Some(target.to_string());
-            result.reason = format!("fast-forwarded {} commits", decision.behind);
-        }
-        Err(refusal) => {
-            result.outcome = if refusal.transient { Outcome::Deferred } else { Outcome::Failed };
-            result.reason_code = refusal.code.to_owned();
-            result.reason = refusal.message;
-        }
-    }
-    result
 }

@@ -66,3 +66,12 @@ pub struct RepoOutcome {
     pub target: Option<String>,
     pub decision_hash: String,
 }
+
+impl RepoOutcome {
+    /// Replaces the outcome and its reason.
+    pub fn settle(&mut self, outcome: Outcome, code: &str, reason: String) {
+        self.outcome = outcome;
+        self.reason_code = code.to_owned();
+        self.reason = reason;
+    }
+}

@@ -16,6 +16,7 @@ mod validate;
 pub use validate::validate;
 
 use crate::canonical;
+use crate::process::CommandSpec;
 use crate::fsx;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
@@ -75,6 +76,31 @@ pub struct Policy {
     /// left out uses the default plugin built into hermes.
     #[serde(default, skip_serializing_if = "PluginsPolicy::is_default")]
     pub plugins: PluginsPolicy,
+    /// Commands run around an upgrade, for every repository (a repository's
+    /// own `canary` / `health` replace these).
+    #[serde(default, skip_serializing_if = "ChecksPolicy::is_default")]
+    pub checks: ChecksPolicy,
+}
+
+/// Canary and health checks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksPolicy {
+    /// Run in a temporary checkout of the candidate commit before the
+    /// apply; a failure blocks the upgrade. Environment: HERMES_REPO,
+    /// HERMES_TICK, HERMES_CANDIDATE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CommandSpec>,
+    /// Run in the worktree after the apply; a failure rolls back to the
+    /// previous HEAD. Environment: HERMES_REPO, HERMES_TICK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<CommandSpec>,
+}
+
+impl ChecksPolicy {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Plugin configuration per kind.
@@ -164,6 +190,12 @@ pub struct RepoPolicy {
     /// primary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remotes: Vec<RemoteSpec>,
+    /// Canary check for this repository (replaces `checks.canary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CommandSpec>,
+    /// Health check for this repository (replaces `checks.health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<CommandSpec>,
 }
 
 /// A git remote of a repository and its role in federation.
@@ -236,6 +268,7 @@ impl Policy {
             fetch: FetchPolicy::default(),
             repos: Vec::new(),
             plugins: PluginsPolicy::default(),
+            checks: ChecksPolicy::default(),
         }
     }
 

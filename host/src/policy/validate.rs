@@ -85,6 +85,21 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
             }
         }
     }
+    let mut commands: Vec<(String, &crate::process::CommandSpec)> = Vec::new();
+    commands.extend(policy.checks.canary.iter().map(|c| ("checks.canary".to_owned(), c)));
+    commands.extend(policy.checks.health.iter().map(|c| ("checks.health".to_owned(), c)));
+    for (i, repo) in policy.repos.iter().enumerate() {
+        commands.extend(repo.canary.iter().map(|c| (format!("repos[{i}].canary"), c)));
+        commands.extend(repo.health.iter().map(|c| (format!("repos[{i}].health"), c)));
+    }
+    for (at, command) in commands {
+        if command.argv.first().is_none_or(|p| p.is_empty()) {
+            return Err(fail(format!("{at}.argv"), "empty; expected [program, args...]".into()));
+        }
+        if !(1..=86_400).contains(&command.timeout_secs) {
+            return Err(fail(format!("{at}.timeout_secs"), format!("{} is out of range; expected 1 to 86400 seconds", command.timeout_secs)));
+        }
+    }
     for kind in ["repo-probe", "risk-scorer", "federation-selector"] {
         let Some(plugin) = policy.plugins.get(kind) else { continue };
         let at = |field: &str| format!("plugins.{kind}.{field}");

@@ -1,0 +1,314 @@
+//! Per-remote concurrency budgets and the `coordination` policy settings.
+
+use super::{MAX_LEASE_TTL_SECS, MAX_LOCK_DELAY_SECS};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Largest per-remote budget the policy accepts.
+const MAX_REMOTE_BUDGET: u32 = 1024;
+
+/// The `coordination` section of the policy: lease timing and per-remote
+/// concurrency caps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinationPolicy {
+    /// Seconds a repository lease lasts unless renewed; a holder that stops
+    /// renewing loses it after this long. 1 to 604800 (7 days); default 900.
+    #[serde(default = "default_lease_ttl_secs")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub lease_ttl_secs: u64,
+    /// Seconds an expired lease of another holder must stay expired before
+    /// it may be taken over. 0 to 3600; default 5.
+    #[serde(default = "default_lock_delay_secs")]
+    #[schemars(range(max = 3600))]
+    pub lock_delay_secs: u64,
+    /// Lanes that may use one remote at the same time, for remotes not
+    /// listed in `remote_budgets`. 1 to 1024; default 4.
+    #[serde(default = "default_remote_budget")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub remote_budget_default: u32,
+    /// Per-remote caps that replace `remote_budget_default`, by remote (the
+    /// same remote identifier the coordinator is given). Each 1 to 1024.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_budgets: BTreeMap<String, u32>,
+}
+
+fn default_lease_ttl_secs() -> u64 {
+    900
+}
+
+fn default_lock_delay_secs() -> u64 {
+    5
+}
+
+fn default_remote_budget() -> u32 {
+    4
+}
+
+impl Default for CoordinationPolicy {
+    fn default() -> Self {
+        Self {
+            lease_ttl_secs: default_lease_ttl_secs(),
+            lock_delay_secs: default_lock_delay_secs(),
+            remote_budget_default: default_remote_budget(),
+            remote_budgets: BTreeMap::new(),
+        }
+    }
+}
+
+impl CoordinationPolicy {
+    /// Whether every setting has its default (to leave the section out when
+    /// the policy is written).
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The first setting out of range, as (JSON path relative to the
+    /// section, problem and what was expected); `None` when all are valid.
+    pub fn problem(&self) -> Option<(String, String)> {
+        if !(1..=MAX_LEASE_TTL_SECS).contains(&self.lease_ttl_secs) {
+            return Some((
+                "lease_ttl_secs".into(),
+                format!("{} is out of range; expected 1 to {MAX_LEASE_TTL_SECS} seconds", self.lease_ttl_secs),
+            ));
+        }
+        if self.lock_delay_secs > MAX_LOCK_DELAY_SECS {
+            return Some((
+                "lock_delay_secs".into(),
+                format!("{} is out of range; expected 0 to {MAX_LOCK_DELAY_SECS} seconds", self.lock_delay_secs),
+            ));
+        }
+        let budget_problem = |value: u32| {
+            (!(1..=MAX_REMOTE_BUDGET).contains(&value))
+                .then(|| format!("{value} is out of range; expected 1 to {MAX_REMOTE_BUDGET} concurrent lanes"))
+        };
+        if let Some(problem) = budget_problem(self.remote_budget_default) {
+            return Some(("remote_budget_default".into(), problem));
+        }
+        for (remote, &value) in &self.remote_budgets {
+            if remote.trim().is_empty() {
+                return Some(("remote_budgets".into(), "an empty remote name; expected a remote identifier".into()));
+            }
+            if let Some(problem) = budget_problem(value) {
+                return Some((format!("remote_budgets.{remote}"), problem));
+            }
+        }
+        None
+    }
+
+    /// The lease TTL as a [`Duration`] for [`super::LeaseManager::new`].
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl_secs)
+    }
+
+    /// The lock delay as a [`Duration`] for [`super::LeaseManager::new`].
+    pub fn lock_delay(&self) -> Duration {
+        Duration::from_secs(self.lock_delay_secs)
+    }
+}
+
+/// Caps on how many lanes of this process use one remote at once.
+///
+/// In memory only and shared by reference between the parallel lanes (it is
+/// `Sync`). A remote's cap is its entry in the limits, else the default; a
+/// cap of 0 admits nothing.
+#[derive(Debug)]
+pub struct RemoteBudget {
+    default_limit: u32,
+    limits: BTreeMap<String, u32>,
+    in_use: Mutex<BTreeMap<String, u32>>,
+}
+
+impl RemoteBudget {
+    /// A budget with per-remote `limits` and `default_limit` for the rest.
+    pub fn new(default_limit: u32, limits: BTreeMap<String, u32>) -> Self {
+        Self { default_limit, limits, in_use: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The budget the policy configures.
+    pub fn from_policy(policy: &CoordinationPolicy) -> Self {
+        Self::new(policy.remote_budget_default, policy.remote_budgets.clone())
+    }
+
+    /// The cap of `remote`.
+    pub fn limit(&self, remote: &str) -> u32 {
+        self.limits.get(remote).copied().unwrap_or(self.default_limit)
+    }
+
+    /// Takes one slot of `remote`'s budget; `false` (and nothing taken) when
+    /// it is used up. Each `true` must be paired with one [`Self::release`].
+    pub fn try_reserve(&self, remote: &str) -> bool {
+        let limit = self.limit(remote);
+        let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
+        let used = in_use.get(remote).copied().unwrap_or(0);
+        if used >= limit {
+            return false;
+        }
+        in_use.insert(remote.to_owned(), used + 1);
+        true
+    }
+
+    /// Returns one slot of `remote`'s budget. Releasing a remote with no
+    /// reservation is a caller bug; it is logged and ignored.
+    pub fn release(&self, remote: &str) {
+        let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
+        match in_use.get_mut(remote) {
+            Some(used) if *used > 1 => *used -= 1,
+            Some(_) => {
+                in_use.remove(remote);
+            }
+            None => tracing::warn!(remote, "released a remote budget slot that was not reserved"),
+        }
+    }
+
+    /// Slots of `remote` in use now.
+    pub fn in_use(&self, remote: &str) -> u32 {
+        self.in_use.lock().unwrap_or_else(PoisonError::into_inner).get(remote).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    fn budget() -> RemoteBudget {
+        RemoteBudget::new(2, BTreeMap::from([("mirror".to_owned(), 1), ("closed".to_owned(), 0)]))
+    }
+
+    #[test]
+    fn the_default_limit_applies_to_unlisted_remotes() {
+        let b = budget();
+        assert_eq!(b.limit("origin"), 2);
+        assert!(b.try_reserve("origin"));
+        assert!(b.try_reserve("origin"));
+        assert!(!b.try_reserve("origin"));
+        assert_eq!(b.in_use("origin"), 2);
+        assert!(b.try_reserve("other"), "each remote has its own budget");
+    }
+
+    #[test]
+    fn a_listed_limit_replaces_the_default_and_zero_admits_nothing() {
+        let b = budget();
+        assert_eq!(b.limit("mirror"), 1);
+        assert!(b.try_reserve("mirror"));
+        assert!(!b.try_reserve("mirror"));
+        assert!(!b.try_reserve("closed"));
+        assert_eq!(b.in_use("closed"), 0);
+    }
+
+    #[test]
+    fn release_frees_a_slot_and_an_unpaired_release_is_ignored() {
+        let b = budget();
+        assert!(b.try_reserve("mirror"));
+        b.release("mirror");
+        assert_eq!(b.in_use("mirror"), 0);
+        b.release("mirror");
+        b.release("never-reserved");
+        assert_eq!(b.in_use("mirror"), 0);
+        assert!(b.try_reserve("mirror"));
+        assert!(!b.try_reserve("mirror"), "the extra release did not add a slot");
+    }
+
+    #[test]
+    fn parallel_lanes_never_exceed_the_cap() {
+        const LANES: usize = 8;
+        const ROUNDS: usize = 200;
+        let b = RemoteBudget::new(3, BTreeMap::new());
+        let holding = AtomicU32::new(0);
+        let peak = AtomicU32::new(0);
+        let barrier = Arc::new(Barrier::new(LANES));
+        std::thread::scope(|scope| {
+            for _ in 0..LANES {
+                let barrier = Arc::clone(&barrier);
+                let (b, holding, peak) = (&b, &holding, &peak);
+                scope.spawn(move || {
+                    barrier.wait();
+                    for _ in 0..ROUNDS {
+                        if b.try_reserve("origin") {
+                            let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(now, Ordering::SeqCst);
+                            std::thread::yield_now();
+                            holding.fetch_sub(1, Ordering::SeqCst);
+                            b.release("origin");
+                        }
+                    }
+                });
+            }
+        });
+        assert!(peak.load(Ordering::SeqCst) <= 3, "peak {}", peak.load(Ordering::SeqCst));
+        assert!(peak.load(Ordering::SeqCst) >= 1);
+        assert_eq!(b.in_use("origin"), 0);
+    }
+
+    #[test]
+    fn the_policy_section_has_documented_defaults() {
+        let policy: CoordinationPolicy = serde_json::from_str("{}").unwrap();
+        assert_eq!(policy, CoordinationPolicy::default());
+        assert_eq!(
+            (policy.lease_ttl_secs, policy.lock_delay_secs, policy.remote_budget_default),
+            (900, 5, 4)
+        );
+        assert!(policy.remote_budgets.is_empty());
+        assert!(policy.is_default());
+        assert_eq!(policy.problem(), None);
+        assert_eq!((policy.lease_ttl(), policy.lock_delay()), (Duration::from_secs(900), Duration::from_secs(5)));
+        assert_eq!(
+            serde_json::to_value(&policy).unwrap(),
+            serde_json::json!({ "lease_ttl_secs": 900, "lock_delay_secs": 5, "remote_budget_default": 4 })
+        );
+    }
+
+    #[test]
+    fn the_policy_section_round_trips_and_feeds_the_budget() {
+        let json = r#"{"lease_ttl_secs":60,"lock_delay_secs":0,"remote_budget_default":2,"remote_budgets":{"mirror":1}}"#;
+        let policy: CoordinationPolicy = serde_json::from_str(json).unwrap();
+        assert!(!policy.is_default());
+        assert_eq!(serde_json::to_string(&policy).unwrap(), json);
+        let b = RemoteBudget::from_policy(&policy);
+        assert_eq!((b.limit("mirror"), b.limit("origin")), (1, 2));
+    }
+
+    #[test]
+    fn unknown_members_are_refused() {
+        let err = serde_json::from_str::<CoordinationPolicy>(r#"{"lease_ttl":60}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `lease_ttl`"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_settings_are_named() {
+        let with = |edit: fn(&mut CoordinationPolicy)| {
+            let mut policy = CoordinationPolicy::default();
+            edit(&mut policy);
+            policy.problem().map(|(path, _)| path)
+        };
+        assert_eq!(with(|p| p.lease_ttl_secs = 0).as_deref(), Some("lease_ttl_secs"));
+        assert_eq!(with(|p| p.lease_ttl_secs = MAX_LEASE_TTL_SECS + 1).as_deref(), Some("lease_ttl_secs"));
+        assert_eq!(with(|p| p.lock_delay_secs = MAX_LOCK_DELAY_SECS + 1).as_deref(), Some("lock_delay_secs"));
+        assert_eq!(with(|p| p.remote_budget_default = 0).as_deref(), Some("remote_budget_default"));
+        assert_eq!(with(|p| p.remote_budget_default = MAX_REMOTE_BUDGET + 1).as_deref(), Some("remote_budget_default"));
+        assert_eq!(with(|p| { p.remote_budgets.insert("mirror".into(), 0); }).as_deref(), Some("remote_budgets.mirror"));
+        assert_eq!(with(|p| { p.remote_budgets.insert(" ".into(), 1); }).as_deref(), Some("remote_budgets"));
+        assert_eq!(with(|p| p.lock_delay_secs = 0), None);
+        let (_, problem) = CoordinationPolicy { lease_ttl_secs: 0, ..CoordinationPolicy::default() }.problem().unwrap();
+        assert_eq!(problem, "0 is out of range; expected 1 to 604800 seconds");
+    }
+
+    #[test]
+    fn the_schema_documents_every_member_with_its_default_and_range() {
+        let schema = serde_json::to_value(schemars::schema_for!(CoordinationPolicy)).unwrap();
+        let props = &schema["properties"];
+        for member in ["lease_ttl_secs", "lock_delay_secs", "remote_budget_default", "remote_budgets"] {
+            let description = props[member]["description"].as_str().unwrap_or_default();
+            assert!(!description.is_empty(), "{member} has no description: {schema:#}");
+        }
+        assert_eq!(props["lease_ttl_secs"]["default"], 900);
+        assert_eq!(props["lease_ttl_secs"]["minimum"], 1);
+        assert_eq!(props["lease_ttl_secs"]["maximum"], 604800);
+        assert_eq!(schema["additionalProperties"], false);
+    }
+}

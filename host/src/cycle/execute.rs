@@ -1,0 +1,160 @@
+//! Phase 2 for one repository: execute, defer or block.
+//!
+//! For an `upgrade`:
+//! 1. dependencies that failed, were blocked or deferred in this cycle stop it;
+//! 2. the rollback plan (branch, previous HEAD, target, steps) is appended to
+//!    the ledger (fsynced) before anything changes;
+//! 3. the canary check, if configured, runs in a temporary checkout of the
+//!    candidate commit under `HERMES_HOME/tmp/` (the repository itself is not
+//!    touched; the checkout is removed afterwards) — failure blocks;
+//! 4. the guarded fast-forward ([`super::apply`]);
+//! 5. the health check, if configured, runs in the real worktree — failure
+//!    rolls back to the recorded HEAD ([`super::apply::roll_back`]).
+//!
+//! Every step is recorded: `rollback-planned`, `canary-run`,
+//! `health-checked`, `rolled-back`.
+
+use super::apply;
+use super::outcome::{Outcome, RepoOutcome};
+use super::plan::{Decision, Plan, Recommendation};
+use crate::ledger::{EventKind, EventLedger, LedgerError};
+use crate::policy::Policy;
+use crate::process::{self, CommandSpec};
+use crate::workspace::Workspace;
+use git2::Oid;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What phase 2 needs besides the decision itself.
+pub struct Step<'a> {
+    pub workspace: &'a Workspace,
+    pub policy: &'a Policy,
+    pub plan: &'a Plan,
+    pub tick: &'a str,
+    /// Outcomes of repositories earlier in the plan.
+    pub earlier: &'a BTreeMap<String, Outcome>,
+}
+
+/// Carries out one decision; appends its step events to `ledger`.
+pub fn execute(step: &Step<'_>, decision: &Decision, ledger: &mut EventLedger) -> Result<RepoOutcome, LedgerError> {
+    let mut result = RepoOutcome {
+        repo: decision.repo.clone(),
+        outcome: match decision.recommendation {
+            Recommendation::Upgrade => Outcome::Upgraded,
+            Recommendation::Defer | Recommendation::Hold => Outcome::Deferred,
+            Recommendation::Block => Outcome::Blocked,
+            Recommendation::Noop => Outcome::Noop,
+        },
+        recommendation: decision.recommendation,
+        reason_code: decision.reason_code.clone(),
+        reason: decision.reason.clone(),
+        head_before: decision.head.clone(),
+        head_after: decision.head.clone(),
+        target: decision.target.clone(),
+        decision_hash: step.plan.decision_hash.clone(),
+    };
+    if decision.recommendation != Recommendation::Upgrade {
+        return Ok(result);
+    }
+    for dep in &decision.depends_on {
+        let (outcome, code) = match step.earlier.get(dep) {
+            Some(Outcome::Failed | Outcome::Blocked) => (Outcome::Blocked, "dependency-failed"),
+            Some(Outcome::Deferred) => (Outcome::Deferred, "dependency-deferred"),
+            _ => continue,
+        };
+        result.settle(outcome, code, format!("dependency {dep:?} did not upgrade in this cycle"));
+        return Ok(result);
+    }
+    let (Some(repo), Some(branch), Some(head), Some(target)) = (
+        step.policy.repo(&decision.repo),
+        decision.branch.as_deref(),
+        decision.head.as_deref().and_then(|h| Oid::from_str(h).ok()),
+        decision.target.as_deref().and_then(|t| Oid::from_str(t).ok()),
+    ) else {
+        result.settle(Outcome::Failed, "incomplete-probe", "the plan lacks branch, HEAD or target for an upgrade".into());
+        return Ok(result);
+    };
+    let path = repo.resolved_path(step.workspace.home());
+    let name = &decision.repo;
+
+    ledger.append(
+        step.tick,
+        EventKind::RollbackPlanned,
+        name,
+        json!({
+            "branch": branch,
+            "previous_head": head.to_string(),
+            "target": target.to_string(),
+            "steps": [
+                format!("check that refs/heads/{branch} is still at {target} and the worktree is clean"),
+                format!("check out the tree of {head}"),
+                format!("move refs/heads/{branch} from {target} back to {head} (compare-and-swap)"),
+            ],
+        }),
+    )?;
+
+    if let Some(canary) = repo.canary.as_ref().or(step.policy.checks.canary.as_ref()) {
+        let outcome = run_canary(step, name, &path, target, canary);
+        let payload = match &outcome {
+            Ok(run) => json!({ "target": target.to_string(), "result": run }),
+            Err(message) => json!({ "target": target.to_string(), "error": message }),
+        };
+        ledger.append(step.tick, EventKind::CanaryRun, name, payload)?;
+        match outcome {
+            Ok(run) if run.success() => {}
+            Ok(run) => {
+                result.settle(Outcome::Blocked, "canary-failed", format!("canary {:?} {} at {target}", canary.argv, run.describe()));
+                return Ok(result);
+            }
+            Err(message) => {
+                result.settle(Outcome::Failed, "canary-setup-failed", message);
+                return Ok(result);
+            }
+        }
+    }
+
+    let reflog = format!("hermes: fast-forward to {target} (tick {})", step.tick);
+    if let Err(refusal) = apply::fast_forward(&path, branch, head, target, &reflog) {
+        let outcome = if refusal.transient { Outcome::Deferred } else { Outcome::Failed };
+        result.settle(outcome, refusal.code, refusal.message);
+        return Ok(result);
+    }
+    result.head_after = Some(target.to_string());
+    result.reason = format!("fast-forwarded {} commits", decision.behind);
+
+    if let Some(health) = repo.health.as_ref().or(step.policy.checks.health.as_ref()) {
+        let run = process::run(health, &path, &[("HERMES_REPO", name), ("HERMES_TICK", step.tick)]);
+        ledger.append(step.tick, EventKind::HealthChecked, name, json!({ "head": target.to_string(), "result": run }))?;
+        if !run.success() {
+            let reflog = format!("hermes: roll back to {head} (tick {})", step.tick);
+            let rolled = apply::roll_back(&path, branch, target, head, &reflog);
+            ledger.append(
+                step.tick,
+                EventKind::RolledBack,
+                name,
+                json!({ "from": target.to_string(), "to": head.to_string(), "ok": rolled.is_ok(), "error": rolled.as_ref().err().map(|r| &r.message) }),
+            )?;
+            let (head_after, note) = match rolled {
+                Ok(()) => (head, format!("rolled back to {head}")),
+                Err(refusal) => (target, format!("ROLLBACK FAILED, still at {target}: {}", refusal.message)),
+            };
+            result.head_after = Some(head_after.to_string());
+            result.settle(Outcome::Failed, "health-check-failed", format!("health check {:?} {}; {note}", health.argv, run.describe()));
+        }
+    }
+    Ok(result)
+}
+
+/// Runs the canary in a temporary checkout of `target`.
+fn run_canary(step: &Step<'_>, name: &str, path: &Path, target: Oid, canary: &CommandSpec) -> Result<process::CommandOutcome, String> {
+    let tmp_root = step.workspace.home().join("tmp");
+    std::fs::create_dir_all(&tmp_root).map_err(|e| format!("cannot create {}: {e}", tmp_root.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("canary-{name}-"))
+        .tempdir_in(&tmp_root)
+        .map_err(|e| format!("cannot create a canary directory in {}: {e}", tmp_root.display()))?;
+    apply::checkout_into(path, target, dir.path()).map_err(|e| format!("cannot check out {target} for the canary: {e}"))?;
+    let run = process::run(canary, dir.path(), &[("HERMES_REPO", name), ("HERMES_TICK", step.tick), ("HERMES_CANDIDATE", &target.to_string())]);
+    Ok(run)
+}
