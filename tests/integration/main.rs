@@ -4,9 +4,13 @@
 
 mod common;
 
+mod checks;
+
 mod cycle;
 mod demo;
+mod gate;
 mod init_repo;
+mod leases;
 mod ledger;
 mod plugins;
 mod policy_golden;

@@ -35,7 +35,7 @@ pub fn run(args: Args) -> Result<ExitStatus, CliError> {
         demo::DemoError::Build { .. } => CliError::new(ErrorKind::Internal, e.to_string()),
     })?;
     let clock = Clock::from_env().map_err(|e| CliError::new(ErrorKind::Config, e))?;
-    let report = cycle::run(&workspace, CycleOptions { mode: Mode::Execute, fetch: true, clock }, &progress())?;
+    let report = cycle::run(&workspace, CycleOptions { mode: Mode::Execute, fetch: true, clock, before_gate: None }, &progress())?;
     if args.json {
         print_json(&report)?;
         return Ok(ExitStatus::Success);

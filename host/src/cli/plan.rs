@@ -20,7 +20,7 @@ pub struct Args {
 
 pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
     let clock = Clock::from_env().map_err(|e| CliError::new(super::ErrorKind::Config, e))?;
-    let options = CycleOptions { mode: Mode::Plan, fetch: !args.no_fetch, clock };
+    let options = CycleOptions { mode: Mode::Plan, fetch: !args.no_fetch, clock, before_gate: None };
     let report = cycle::run(workspace, options, &progress())?;
     if args.json {
         print_json(&report)?;

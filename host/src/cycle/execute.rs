@@ -17,6 +17,8 @@
 use super::apply;
 use super::outcome::{Outcome, RepoOutcome};
 use super::plan::{Decision, Plan, Recommendation};
+use crate::clock::Clock;
+use crate::coordinate::{Lease, LeaseManager};
 use crate::ledger::{EventKind, EventLedger, LedgerError};
 use crate::policy::Policy;
 use crate::process::{self, CommandSpec};
@@ -26,6 +28,15 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Whether coordination and the integrity gate let an upgrade proceed.
+#[derive(Debug, Clone)]
+pub enum Clearance {
+    /// A lease was granted; every mutation re-checks its fencing token.
+    Granted(Lease),
+    /// Not this cycle: the outcome, reason code and reason to record.
+    Refused(Outcome, &'static str, String),
+}
+
 /// What phase 2 needs besides the decision itself.
 pub struct Step<'a> {
     pub workspace: &'a Workspace,
@@ -34,10 +45,12 @@ pub struct Step<'a> {
     pub tick: &'a str,
     /// Outcomes of repositories earlier in the plan.
     pub earlier: &'a BTreeMap<String, Outcome>,
+    pub leases: &'a LeaseManager<'a>,
+    pub clock: Clock,
 }
 
 /// Carries out one decision; appends its step events to `ledger`.
-pub fn execute(step: &Step<'_>, decision: &Decision, ledger: &mut EventLedger) -> Result<RepoOutcome, LedgerError> {
+pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearance>, ledger: &mut EventLedger) -> Result<RepoOutcome, LedgerError> {
     let mut result = RepoOutcome {
         repo: decision.repo.clone(),
         outcome: match decision.recommendation {
@@ -57,6 +70,17 @@ pub fn execute(step: &Step<'_>, decision: &Decision, ledger: &mut EventLedger) -
     if decision.recommendation != Recommendation::Upgrade {
         return Ok(result);
     }
+    let lease = match clearance {
+        Some(Clearance::Granted(lease)) => lease,
+        Some(Clearance::Refused(outcome, code, reason)) => {
+            result.settle(*outcome, code, reason.clone());
+            return Ok(result);
+        }
+        None => {
+            result.settle(Outcome::Failed, "no-lease", "no lease was reserved for this upgrade".into());
+            return Ok(result);
+        }
+    };
     for dep in &decision.depends_on {
         let (outcome, code) = match step.earlier.get(dep) {
             Some(Outcome::Failed | Outcome::Blocked) => (Outcome::Blocked, "dependency-failed"),
@@ -114,6 +138,12 @@ pub fn execute(step: &Step<'_>, decision: &Decision, ledger: &mut EventLedger) -
         }
     }
 
+    // A stale holder stops: the fencing token must still be the current one.
+    if let Err(e) = step.leases.check_fence(name, lease.fencing_token, step.clock.now()) {
+        ledger.append(step.tick, EventKind::FenceRejected, name, json!({ "token": lease.fencing_token, "error": e.to_string() }))?;
+        result.settle(Outcome::Deferred, "fence-rejected", e.to_string());
+        return Ok(result);
+    }
     let reflog = format!("hermes: fast-forward to {target} (tick {})", step.tick);
     if let Err(refusal) = apply::fast_forward(&path, branch, head, target, &reflog) {
         let outcome = if refusal.transient { Outcome::Deferred } else { Outcome::Failed };

@@ -18,11 +18,14 @@ pub mod assess;
 pub mod execute;
 pub mod fetch;
 pub mod finalize;
+pub mod gate;
 pub mod outcome;
 pub mod plan;
 pub mod probe;
+pub mod reserve;
 
 use crate::clock::Clock;
+use crate::coordinate::{Holder, LeaseManager};
 use crate::ledger::{EventKind, EventLedger, LedgerError};
 use crate::policy::{Policy, PolicyError};
 use crate::state::{LedgerHead, StateError, StateStore, ViewName};
@@ -56,6 +59,9 @@ pub struct CycleOptions {
     /// Fetch while probing.
     pub fetch: bool,
     pub clock: Clock,
+    /// Called after the leases are reserved, right before the integrity
+    /// gate: lets tests and simulations change the world between the phases.
+    pub before_gate: Option<fn(&Workspace)>,
 }
 
 /// Errors that stop a cycle before it finishes. Repository-level problems
@@ -70,6 +76,18 @@ pub enum CycleError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Plugins(#[from] PluginSetError),
+    #[error(transparent)]
+    Coordination(#[from] crate::coordinate::CoordError),
+}
+
+impl From<reserve::ReserveError> for CycleError {
+    fn from(e: reserve::ReserveError) -> Self {
+        match e {
+            reserve::ReserveError::Coordination(e) => CycleError::Coordination(e),
+            reserve::ReserveError::Ledger(e) => CycleError::Ledger(e),
+            reserve::ReserveError::State(e) => CycleError::State(e),
+        }
+    }
 }
 
 impl From<FinalizeError> for CycleError {
@@ -193,6 +211,35 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let event = ledger.append(&tick, EventKind::PlanMade, "cycle", serde_json::to_value(&plan).unwrap_or_default())?;
     store.write(ViewName::GlobalOrchestrationPlan, &clock.now_rfc3339(), &event_head(&event), &plan)?;
 
+    // COORDINATE: a lease per planned upgrade.
+    let holder = Holder { host: host_name(), pid: std::process::id(), tick: tick.clone() };
+    let leases = LeaseManager::new(&store, holder.clone(), policy.coordination.lease_ttl(), policy.coordination.lock_delay())?;
+    let mut reservations = reserve::reserve(&plan, &leases, &mut ledger, &tick, clock)?;
+
+    // GATE: nothing is mutated unless every integrity check holds.
+    if let Some(hook) = options.before_gate {
+        hook(workspace);
+    }
+    let active = leases.active(clock.now())?;
+    let gate = gate::check(&gate::GateInputs {
+        workspace,
+        store: &store,
+        ledger: &ledger,
+        plan: &plan,
+        holder: &holder,
+        grants: &reservations.grants,
+        active: &active,
+    });
+    for check in &gate.checks {
+        ledger.append(&tick, EventKind::GateChecked, &check.name, serde_json::to_value(check).unwrap_or_default())?;
+    }
+    if let Some(failed) = gate.first_failure() {
+        ledger.append(&tick, EventKind::IntegrityFailed, &failed.name, serde_json::to_value(&gate).unwrap_or_default())?;
+        reserve::refuse_all(&mut reservations, &failed.name, &failed.detail);
+    }
+    let head = ledger.head().clone();
+    store.write(ViewName::ControlPlaneIntegrity, &clock.now_rfc3339(), &head, &gate)?;
+
     // PHASE 2: execute, defer or block, in plan order.
     let mut repos = Vec::with_capacity(plan.decisions.len());
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
@@ -200,8 +247,8 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         if decision.recommendation == Recommendation::Upgrade {
             progress(&format!("upgrading {}", decision.repo));
         }
-        let step = execute::Step { workspace, policy: &policy, plan: &plan, tick: &tick, earlier: &outcomes };
-        let result = execute::execute(&step, decision, &mut ledger)?;
+        let step = execute::Step { workspace, policy: &policy, plan: &plan, tick: &tick, earlier: &outcomes, leases: &leases, clock };
+        let result = execute::execute(&step, decision, reservations.clearances.get(&decision.repo), &mut ledger)?;
         let event = ledger.append(&tick, result.outcome.event_kind(), &decision.repo, serde_json::to_value(&result).unwrap_or_default())?;
         state.apply(&event);
         outcomes.insert(decision.repo.clone(), result.outcome);
@@ -210,6 +257,10 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         row.reason = result.reason;
         repos.push(row);
     }
+
+    reserve::release(&mut reservations, &leases, &mut ledger, &tick, clock)?;
+    let head = ledger.head().clone();
+    reserve::write_views(&store, &reservations, &leases, &holder, clock, &head)?;
 
     let mut report = CycleReport {
         tick: tick.clone(),
@@ -230,6 +281,11 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     report.ledger_head = Some(head.clone());
     finalize::write_views(&store, &state, &report, &clock.now_rfc3339(), &head)?;
     Ok(report)
+}
+
+/// This host's name, for lease holders.
+fn host_name() -> String {
+    sysinfo::System::host_name().unwrap_or_else(|_| "localhost".to_owned())
 }
 
 fn event_head(event: &crate::ledger::HermesEvent) -> LedgerHead {

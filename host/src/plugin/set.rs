@@ -26,6 +26,18 @@ pub enum PluginSetError {
     Plugin(#[from] PluginError),
 }
 
+/// SHA-256 of the component the policy configures for `kind` now (the file
+/// is hashed again; a built-in's bytes are hashed).
+pub fn configured_digest(home: &Path, policy: &Policy, kind: PluginKind) -> Result<String, String> {
+    match policy.plugins.get(kind.as_str()).and_then(|p| p.path.as_ref()) {
+        Some(path) => {
+            let file = home.join(path);
+            std::fs::read(&file).map(|bytes| sha256_hex(&bytes)).map_err(|e| format!("cannot read {}: {e}", file.display()))
+        }
+        None => Ok(sha256_hex(builtin(kind).bytes)),
+    }
+}
+
 /// One kind's plugin with its limits.
 #[derive(Debug, Clone)]
 pub struct ActivePlugin {

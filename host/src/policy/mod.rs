@@ -16,6 +16,7 @@ mod validate;
 pub use validate::validate;
 
 use crate::canonical;
+use crate::coordinate::CoordinationPolicy;
 use crate::process::CommandSpec;
 use crate::fsx;
 use cap_std::ambient_authority;
@@ -80,6 +81,9 @@ pub struct Policy {
     /// own `canary` / `health` replace these).
     #[serde(default, skip_serializing_if = "ChecksPolicy::is_default")]
     pub checks: ChecksPolicy,
+    /// Leases and per-remote budgets.
+    #[serde(default, skip_serializing_if = "CoordinationPolicy::is_default")]
+    pub coordination: CoordinationPolicy,
 }
 
 /// Canary and health checks.
@@ -269,6 +273,7 @@ impl Policy {
             repos: Vec::new(),
             plugins: PluginsPolicy::default(),
             checks: ChecksPolicy::default(),
+            coordination: CoordinationPolicy::default(),
         }
     }
 

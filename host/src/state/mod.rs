@@ -221,7 +221,7 @@ impl StateStore {
 
 /// The files of the state directory this build writes. Each view's owner and
 /// meaning is documented in `docs/runtime_state_files.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ViewName {
     /// The plan of the last cycle (`cycle::plan`).
     GlobalOrchestrationPlan,

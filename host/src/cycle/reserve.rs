@@ -1,0 +1,145 @@
+//! Coordinate: reserve a lease for every planned upgrade, release them all
+//! at the end of the cycle, and record what happened.
+//!
+//! Rules (the leases themselves live in [`crate::coordinate`]):
+//! - each upgrade, in plan order, asks for the lease on its repository key;
+//! - an active foreign lease wins: the repository is deferred (`lease-held`);
+//! - an expired foreign lease is taken over after the lock delay, recorded
+//!   as `lease-takeover`;
+//! - a repository whose dependency was not granted is blocked
+//!   (`dependency-not-granted`);
+//! - leases are released after phase 2 and expire on their own after a crash.
+//!
+//! Views written: `agent_coordination_state.json` (grants, conflicts,
+//! takeovers, releases of the cycle) and `runtime_consensus_state.json`
+//! (who holds what on this host; single-host, no quorum is claimed).
+
+use super::execute::Clearance;
+use super::outcome::Outcome;
+use super::plan::{Plan, Recommendation};
+use crate::clock::Clock;
+use crate::coordinate::{Acquire, CoordError, Holder, Lease, LeaseManager};
+use crate::ledger::{EventKind, EventLedger, LedgerError};
+use crate::state::{LedgerHead, StateError, StateStore, ViewName};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Errors of the coordination step.
+#[derive(Debug, thiserror::Error)]
+pub enum ReserveError {
+    #[error(transparent)]
+    Coordination(#[from] CoordError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The reservations of one cycle.
+#[derive(Debug, Default, Serialize)]
+pub struct Reservations {
+    /// Per planned upgrade: granted or refused.
+    #[serde(skip)]
+    pub clearances: BTreeMap<String, Clearance>,
+    pub grants: BTreeMap<String, Lease>,
+    pub conflicts: Vec<Value>,
+    pub takeovers: Vec<Value>,
+    pub released: Vec<String>,
+}
+
+/// Asks for a lease for every upgrade of `plan`, in plan order.
+pub fn reserve(plan: &Plan, leases: &LeaseManager<'_>, ledger: &mut EventLedger, tick: &str, clock: Clock) -> Result<Reservations, ReserveError> {
+    let mut r = Reservations::default();
+    for decision in plan.decisions.iter().filter(|d| d.recommendation == Recommendation::Upgrade) {
+        let repo = &decision.repo;
+        let missing_dep = decision.depends_on.iter().find(|dep| matches!(r.clearances.get(*dep), Some(Clearance::Refused(..))));
+        if let Some(dep) = missing_dep {
+            let reason = format!("dependency {dep:?} was not granted a lease");
+            r.clearances.insert(repo.clone(), Clearance::Refused(Outcome::Blocked, "dependency-not-granted", reason));
+            continue;
+        }
+        let head = ledger.head().clone();
+        match leases.acquire(repo, clock.now(), &head)? {
+            Acquire::Granted { lease, takeover_of } => {
+                let (kind, payload) = match &takeover_of {
+                    Some(old) => {
+                        let p = json!({ "lease": lease, "took_over": old });
+                        r.takeovers.push(p.clone());
+                        (EventKind::LeaseTakeover, p)
+                    }
+                    None => (EventKind::LeaseGranted, json!({ "lease": lease })),
+                };
+                ledger.append(tick, kind, repo, payload)?;
+                r.grants.insert(repo.clone(), lease.clone());
+                r.clearances.insert(repo.clone(), Clearance::Granted(lease));
+            }
+            Acquire::Renewed { lease } => {
+                ledger.append(tick, EventKind::LeaseRenewed, repo, json!({ "lease": lease }))?;
+                r.grants.insert(repo.clone(), lease.clone());
+                r.clearances.insert(repo.clone(), Clearance::Granted(lease));
+            }
+            Acquire::Conflict { held_by } => {
+                let payload = json!({ "held_by": held_by });
+                ledger.append(tick, EventKind::LeaseConflict, repo, payload.clone())?;
+                r.conflicts.push(payload);
+                let reason = format!(
+                    "lease held by tick {} (pid {} on {}) until {}",
+                    held_by.holder.tick, held_by.holder.pid, held_by.holder.host, held_by.expires_at
+                );
+                r.clearances.insert(repo.clone(), Clearance::Refused(Outcome::Deferred, "lease-held", reason));
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Refuses every granted upgrade because the integrity gate failed.
+pub fn refuse_all(r: &mut Reservations, check: &str, detail: &str) {
+    for clearance in r.clearances.values_mut() {
+        *clearance = Clearance::Refused(Outcome::Blocked, "integrity-gate", format!("integrity check {check} failed: {detail}"));
+    }
+}
+
+/// Releases every lease granted to this cycle.
+pub fn release(r: &mut Reservations, leases: &LeaseManager<'_>, ledger: &mut EventLedger, tick: &str, clock: Clock) -> Result<(), ReserveError> {
+    for (repo, lease) in &r.grants {
+        let head = ledger.head().clone();
+        match leases.release(repo, lease.fencing_token, clock.now(), &head) {
+            Ok(_) => {
+                ledger.append(tick, EventKind::LeaseReleased, repo, json!({ "fencing_token": lease.fencing_token }))?;
+                r.released.push(repo.clone());
+            }
+            Err(CoordError::StaleFence { .. }) => {
+                // Someone took it over after it expired; theirs now.
+                ledger.append(tick, EventKind::FenceRejected, repo, json!({ "token": lease.fencing_token, "at": "release" }))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the coordination and consensus views.
+pub fn write_views(
+    store: &StateStore,
+    r: &Reservations,
+    leases: &LeaseManager<'_>,
+    holder: &Holder,
+    clock: Clock,
+    head: &LedgerHead,
+) -> Result<(), ReserveError> {
+    let written_at = clock.now_rfc3339();
+    store.write(ViewName::AgentCoordinationState, &written_at, head, &json!({ "holder": holder, "cycle": r }))?;
+    let table = leases.snapshot()?;
+    let active = leases.active(clock.now())?;
+    let consensus = json!({
+        "model": "single-host",
+        "quorum": false,
+        "note": "leases are arbitrated by one file lock on this host; no cross-host agreement is claimed",
+        "active_leases": active,
+        "fencing_high_water": table.fencing_high_water,
+    });
+    store.write(ViewName::RuntimeConsensusState, &written_at, head, &consensus)?;
+    Ok(())
+}
