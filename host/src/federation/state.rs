@@ -11,8 +11,8 @@
 //!
 //! ```json
 //! { "selected": {
-//!     "api":  { "remote": "origin", "role": "primary", "since_tick": "t-20300101T000000Z", "promoted": false },
-//!     "core": { "remote": "mirror", "role": "mirror",  "since_tick": "t-20300101T040000Z", "promoted": true } } }
+//!     "api":  { "remote": "origin", "role": "primary", "since_tick": "20300101T000000000Z-1", "promoted": false },
+//!     "core": { "remote": "mirror", "role": "mirror",  "since_tick": "20300101T040000000Z-97", "promoted": true } } }
 //! ```
 //!
 //! [`FederationTopology`] is persisted as `state/federation_topology_state.json`

@@ -48,7 +48,11 @@ pub fn sample(home: &Path, policy: &ResourcePolicy) -> Result<Telemetry, Resourc
     let cores = pick("cores", ov.cores, || real_cores.clone(), &mut overridden)?;
     let mem_free_mib = pick("mem_free_mib", ov.mem_free_mib, || memory.clone().map(|m| m.0), &mut overridden)?;
     let mem_total_mib = pick("mem_total_mib", ov.mem_total_mib, || memory.clone().map(|m| m.1), &mut overridden)?;
-    let disk = if ov.disk_free_mib.is_some() && ov.disk_path.is_some() { Err(String::new()) } else { disk(home) };
+    let disk = if ov.disk_free_mib.is_some() && ov.disk_path.is_some() {
+        Err("not sampled".to_owned()) // both fields come from the override
+    } else {
+        disk(home)
+    };
     let disk_free_mib = pick("disk_free_mib", ov.disk_free_mib, || disk.clone().map(|d| d.0), &mut overridden)?;
     let disk_path = pick("disk_path", ov.disk_path, || disk.clone().map(|d| d.1), &mut overridden)?;
     Ok(Telemetry { load_milli_per_core, cores, mem_free_mib, mem_total_mib, disk_free_mib, disk_path, overridden })
@@ -162,6 +166,7 @@ mod tests {
     fn real_sample_is_sane() {
         let home = tempfile::tempdir().unwrap();
         let t = sample(home.path(), &ResourcePolicy::default()).unwrap();
+        eprintln!("sampled: {t:?}");
         assert!(t.cores > 0, "{t:?}");
         assert!(t.mem_total_mib > 0, "{t:?}");
         assert!(t.mem_free_mib <= t.mem_total_mib, "{t:?}");
