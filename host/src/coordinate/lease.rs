@@ -240,7 +240,10 @@ impl<'s> LeaseManager<'s> {
         expires: DateTime<Utc>,
         transitions: u64,
     ) -> Result<Lease, CoordError> {
-        let token = table.fencing_high_water.checked_add(1).ok_or_else(|| self.corrupt("the fencing high-water mark is exhausted".into()))?;
+        let token = table
+            .fencing_high_water
+            .checked_add(1)
+            .ok_or_else(|| self.corrupt("the fencing high-water mark is exhausted".into()))?;
         table.fencing_high_water = token;
         Ok(Lease {
             key: key.to_owned(),
