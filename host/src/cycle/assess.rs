@@ -13,12 +13,12 @@
 //! never stops the cycle: the repository is deferred with the failure as
 //! the reason.
 
-use super::finalize::RepoState;
 use super::probe::{self, ProbeOptions, RepoProbe};
+use crate::intelligence::RuntimeIntelligence;
 use crate::plugin::PluginKind;
 use crate::plugin::call::{CallOutcome, CallRecord};
 use crate::plugin::set::PluginSet;
-use crate::policy::{RemoteRole, RepoPolicy};
+use crate::policy::RepoPolicy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -60,7 +60,7 @@ pub struct AssessContext<'a> {
 }
 
 /// Assesses one repository.
-pub fn assess(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path, history: Option<&RepoState>) -> Assessment {
+pub fn assess(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path, intelligence: &RuntimeIntelligence) -> Assessment {
     let mut calls = Vec::new();
     let mut plugin_failure = None;
 
@@ -96,7 +96,7 @@ pub fn assess(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path, history: 
     let input = json!({
         "repo": facts,
         "signals": assessment.signals,
-        "intelligence": intelligence(history),
+        "intelligence": intelligence.wit_record(&repo.name),
         "settings": settings,
         "logical-time": ctx.logical_time,
         "hour-of-day": (ctx.logical_time / 3600) % 24,
@@ -130,7 +130,7 @@ fn select_remotes(ctx: &AssessContext<'_>, repo: &RepoPolicy, calls: &mut Vec<Ca
         .map(|r| {
             json!({
                 "name": r.name,
-                "role": role_name(r.role),
+                "role": r.role.as_str(),
                 "success-rate-ppm": 1_000_000,
                 "latency-ms": 0,
                 "consecutive-failures": 0,
@@ -153,15 +153,6 @@ fn select_remotes(ctx: &AssessContext<'_>, repo: &RepoPolicy, calls: &mut Vec<Ca
     Ok(ranking)
 }
 
-fn role_name(role: RemoteRole) -> &'static str {
-    match role {
-        RemoteRole::Primary => "primary",
-        RemoteRole::Origin => "origin",
-        RemoteRole::Mirror => "mirror",
-        RemoteRole::Cache => "cache",
-        RemoteRole::Fallback => "fallback",
-    }
-}
 
 /// The WIT `repo-facts` record for a probe.
 pub fn repo_facts(probe: &RepoProbe, repo: &RepoPolicy) -> Value {
@@ -184,25 +175,5 @@ pub fn repo_facts(probe: &RepoProbe, repo: &RepoPolicy) -> Value {
         "operation": probe.operation,
         "incoming": incoming,
         "depends-on": depends_on,
-    })
-}
-
-/// The WIT `intelligence` record, from the repository's recorded history.
-/// Ratios are parts per million; the failure probability is Laplace
-/// smoothed, and confidence grows with the number of attempts.
-pub fn intelligence(history: Option<&RepoState>) -> Value {
-    let (successes, failures) = history.map_or((0, 0), |h| (h.upgrades, h.failures));
-    let attempts = successes + failures;
-    let ppm = |num: u64, den: u64| if den == 0 { 0 } else { num.saturating_mul(1_000_000) / den };
-    json!({
-        "attempts": attempts,
-        "successes": successes,
-        "failures": failures,
-        "rollbacks": 0,
-        "rollback-rate-ppm": 0,
-        "failure-probability-ppm": ppm(failures + 1, attempts + 2),
-        "confidence-ppm": ppm(attempts, attempts + 10),
-        "sample-size": attempts,
-        "risky-hours": [],
     })
 }

@@ -63,8 +63,14 @@ pub struct GateInputs<'a> {
 }
 
 /// Views whose recorded ledger head the gate compares with the ledger.
-const VIEWS: [ViewName; 4] =
-    [ViewName::GlobalOrchestrationPlan, ViewName::UpgradeState, ViewName::UpgradeSummary, ViewName::CoordinationLeases];
+const VIEWS: [ViewName; 6] = [
+    ViewName::GlobalOrchestrationPlan,
+    ViewName::UpgradeState,
+    ViewName::UpgradeSummary,
+    ViewName::CoordinationLeases,
+    ViewName::RuntimeIntelligence,
+    ViewName::RuntimeTopologyGraph,
+];
 
 /// Runs every check.
 pub fn check(inputs: &GateInputs<'_>) -> GateReport {

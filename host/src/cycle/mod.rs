@@ -25,6 +25,8 @@ pub mod probe;
 pub mod reserve;
 
 use crate::clock::Clock;
+use crate::intelligence::RuntimeIntelligence;
+use crate::topology::{LeaseInput, RemoteInput, RepoInput, RuntimeTopologyGraph};
 use crate::coordinate::{Holder, LeaseManager};
 use crate::ledger::{EventKind, EventLedger, LedgerError};
 use crate::policy::{Policy, PolicyError};
@@ -34,7 +36,6 @@ use finalize::FinalizeError;
 use outcome::Outcome;
 use plan::{Decision, Recommendation};
 use assess::{AssessContext, Assessment};
-use finalize::UpgradeState;
 use crate::plugin::set::{PluginSet, PluginSetError};
 use probe::ProbeOptions;
 use serde::{Deserialize, Serialize};
@@ -163,8 +164,11 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     if options.mode == Mode::Plan {
         let tick = format!("{stamp}-plan");
         let store = StateStore::open(&workspace.state_dir())?;
-        let history = store.read::<UpgradeState>(ViewName::UpgradeState).ok().flatten().map(|e| e.data).unwrap_or_default();
-        let assessments = assess_all(workspace, &policy, &ctx, &history, progress);
+        let intelligence = match RuntimeIntelligence::read(&store) {
+            Ok(Some(envelope)) => envelope.data,
+            _ => RuntimeIntelligence::rebuild_from_ledger(&store).map(|(i, _)| i).unwrap_or_default(),
+        };
+        let assessments = assess_all(workspace, &policy, &ctx, &intelligence, progress);
         let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
         let repos = plan.decisions.iter().map(|d| report_row(d, None, d.head.clone())).collect();
         return Ok(CycleReport {
@@ -184,6 +188,10 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let tick = format!("{stamp}-{}", ledger.head().seq + 1);
     finalize::prepare_views(&store, &mut ledger, &tick)?;
     let mut state = finalize::load_upgrade_state(&store, &mut ledger, &tick)?;
+    let mut intelligence = match RuntimeIntelligence::load_current(&store, ledger.head())? {
+        Some(current) => current,
+        None => RuntimeIntelligence::rebuild_from_ledger(&store)?.0,
+    };
     let policy_digest = policy.digest();
     ledger.append(
         &tick,
@@ -193,7 +201,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     )?;
 
     // PHASE 1: select, probe, score and plan. Nothing in any repository changes.
-    let assessments = assess_all(workspace, &policy, &ctx, &state, progress);
+    let assessments = assess_all(workspace, &policy, &ctx, &intelligence, progress);
     for assessment in &assessments {
         let repo = &assessment.probe.repo;
         for call in &assessment.calls {
@@ -279,8 +287,50 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     )?;
     let head = event_head(&finished);
     report.ledger_head = Some(head.clone());
-    finalize::write_views(&store, &state, &report, &clock.now_rfc3339(), &head)?;
+    for event in ledger.appended() {
+        intelligence.apply(event);
+    }
+    let written_at = clock.now_rfc3339();
+    intelligence.write(&store, &written_at, &head)?;
+    topology_of(&policy, &plan, &reservations, &tick).write(&store, &written_at, &head)?;
+    finalize::write_views(&store, &state, &report, &written_at, &head)?;
     Ok(report)
+}
+
+/// The topology snapshot of this cycle.
+fn topology_of(policy: &Policy, plan: &plan::Plan, reservations: &reserve::Reservations, tick: &str) -> RuntimeTopologyGraph {
+    let repos: Vec<RepoInput> = policy
+        .repos
+        .iter()
+        .map(|repo| {
+            let decision = plan.decisions.iter().find(|d| d.repo == repo.name);
+            let mut remotes = repo.remotes.clone();
+            if remotes.is_empty() {
+                remotes.push(repo.primary_remote());
+            }
+            RepoInput {
+                name: repo.name.clone(),
+                depends_on: repo.depends_on.clone(),
+                remotes: remotes
+                    .iter()
+                    .map(|r| RemoteInput {
+                        name: r.name.clone(),
+                        url: None,
+                        role: r.role.as_str().to_owned(),
+                        selected: decision.is_some_and(|d| d.remote == r.name),
+                    })
+                    .collect(),
+                recommendation: decision.map(|d| d.recommendation.as_str().to_owned()),
+                lane: decision.filter(|d| d.recommendation == Recommendation::Upgrade).map(|_| 0),
+            }
+        })
+        .collect();
+    let leases: Vec<LeaseInput> = reservations
+        .grants
+        .values()
+        .map(|l| LeaseInput { key: l.key.clone(), holder_tick: l.holder.tick.clone(), fencing_token: l.fencing_token })
+        .collect();
+    RuntimeTopologyGraph::build(tick, "upgrade-cycle", &repos, &leases)
 }
 
 /// This host's name, for lease holders.
@@ -296,7 +346,7 @@ fn assess_all(
     workspace: &Workspace,
     policy: &Policy,
     ctx: &AssessContext<'_>,
-    history: &UpgradeState,
+    intelligence: &RuntimeIntelligence,
     progress: Progress<'_>,
 ) -> Vec<Assessment> {
     let total = policy.repos.len();
@@ -306,7 +356,7 @@ fn assess_all(
         .enumerate()
         .map(|(i, repo)| {
             progress(&format!("probing {} ({}/{total})", repo.name, i + 1));
-            assess::assess(ctx, repo, &repo.resolved_path(workspace.home()), history.repos.get(&repo.name))
+            assess::assess(ctx, repo, &repo.resolved_path(workspace.home()), intelligence)
         })
         .collect()
 }

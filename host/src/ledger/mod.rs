@@ -82,6 +82,8 @@ pub struct EventLedger {
     clock: Clock,
     /// A torn final line found on open, repaired before the next append.
     torn: Option<TornTail>,
+    /// Events appended through this handle, in order.
+    appended: Vec<HermesEvent>,
 }
 
 impl EventLedger {
@@ -123,12 +125,17 @@ impl EventLedger {
             Some(event) => LedgerHead { seq: event.seq, hash: event.hash.clone() },
             None => scanned.head,
         };
-        Ok(Self { file, _lock: lock, path, head, clock, torn: scanned.torn_tail })
+        Ok(Self { file, _lock: lock, path, head, clock, torn: scanned.torn_tail, appended: Vec::new() })
     }
 
     /// The last event's position.
     pub fn head(&self) -> &LedgerHead {
         &self.head
+    }
+
+    /// The events appended through this handle, oldest first.
+    pub fn appended(&self) -> &[HermesEvent] {
+        &self.appended
     }
 
     /// Path of the ledger file.
@@ -159,6 +166,7 @@ impl EventLedger {
         self.write_durable(&line)?;
         self.head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
         tracing::debug!(seq = event.seq, kind = %kind, subject, "event appended");
+        self.appended.push(event.clone());
         Ok(event)
     }
 

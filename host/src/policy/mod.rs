@@ -223,6 +223,19 @@ pub enum RemoteRole {
     Fallback,
 }
 
+impl RemoteRole {
+    /// The role as written in the policy (and in the WIT `remote-role`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteRole::Primary => "primary",
+            RemoteRole::Origin => "origin",
+            RemoteRole::Mirror => "mirror",
+            RemoteRole::Cache => "cache",
+            RemoteRole::Fallback => "fallback",
+        }
+    }
+}
+
 fn default_format_version() -> u32 {
     POLICY_FORMAT_VERSION
 }
