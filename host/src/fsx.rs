@@ -11,7 +11,10 @@ use std::io::{self, Write};
 
 /// Atomically replaces `name` in `dir` with `contents`.
 pub fn write_atomic(dir: &Dir, name: &str, contents: &[u8]) -> io::Result<()> {
-    let tmp = format!(".{name}.tmp-{}", std::process::id());
+    // Unique per process and per write, so threads never share a temp file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = format!(".{name}.tmp-{}-{n}", std::process::id());
     let result = (|| {
         let mut file = dir.open_with(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
         file.write_all(contents)?;

@@ -8,6 +8,7 @@ mod checks;
 
 mod cycle;
 mod demo;
+mod federation;
 mod gate;
 mod init_repo;
 mod leases;

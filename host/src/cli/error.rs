@@ -128,6 +128,8 @@ impl From<CycleError> for CliError {
             CycleError::Policy(e) => e.into(),
             CycleError::State(e) => e.into(),
             CycleError::Ledger(e) => e.into(),
+            CycleError::Resource(e) => CliError::new(ErrorKind::Config, e.to_string())
+                .hint("check `resources.telemetry_override` in the policy and the file it names"),
             CycleError::Coordination(e) => CliError::new(ErrorKind::State, e.to_string())
                 .hint("the lease table is kept in state/coordination_leases.json; a corrupt one is kept for inspection"),
             CycleError::Plugins(PluginSetError::Policy(e)) => e.into(),

@@ -19,7 +19,10 @@ use crate::plugin::PluginKind;
 use crate::plugin::call::{CallOutcome, CallRecord};
 use crate::plugin::set::PluginSet;
 use crate::policy::RepoPolicy;
+use crate::federation::{HealthBook, HealthPolicy};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -44,6 +47,8 @@ pub struct PluginFailure {
 /// Everything phase 1 learned about one repository.
 #[derive(Debug, Clone)]
 pub struct Assessment {
+    /// Fetch URL of each remote of the repository (health is kept per URL).
+    pub remote_urls: BTreeMap<String, String>,
     pub probe: RepoProbe,
     pub signals: Vec<Value>,
     pub score: Option<Score>,
@@ -54,6 +59,9 @@ pub struct Assessment {
 /// Inputs of one assessment that are the same for every repository.
 pub struct AssessContext<'a> {
     pub plugins: &'a PluginSet,
+    pub health: &'a HealthBook,
+    pub health_policy: &'a HealthPolicy,
+    pub now: DateTime<Utc>,
     pub probe_options: ProbeOptions,
     /// Unix seconds of the tick.
     pub logical_time: u64,
@@ -64,12 +72,13 @@ pub fn assess(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path, intellige
     let mut calls = Vec::new();
     let mut plugin_failure = None;
 
-    let remotes = select_remotes(ctx, repo, &mut calls).unwrap_or_else(|record| {
+    let remote_urls = remote_urls(repo, path);
+    let remotes = select_remotes(ctx, repo, &remote_urls, &mut calls).unwrap_or_else(|record| {
         plugin_failure = Some(fail(&record));
         vec![repo.primary_remote().name]
     });
     let probe = probe::probe(repo, path, ctx.probe_options, &remotes);
-    let mut assessment = Assessment { probe, signals: Vec::new(), score: None, plugin_failure, calls };
+    let mut assessment = Assessment { remote_urls, probe, signals: Vec::new(), score: None, plugin_failure, calls };
     if assessment.plugin_failure.is_some() || assessment.probe.problem.is_some() || assessment.probe.head.is_none() {
         return assessment;
     }
@@ -110,6 +119,28 @@ pub fn assess(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path, intellige
     assessment
 }
 
+/// The URL of each configured remote, from the repository's git config.
+fn remote_urls(repo: &RepoPolicy, path: &Path) -> BTreeMap<String, String> {
+    let Ok(git) = git2::Repository::open(path) else { return BTreeMap::new() };
+    let mut names: Vec<String> = repo.remotes.iter().map(|r| r.name.clone()).collect();
+    if names.is_empty() {
+        names.push(repo.primary_remote().name);
+    }
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let remote = git.find_remote(&name).ok()?;
+            let url = remote.url().ok()?.to_owned();
+            Some((name, url))
+        })
+        .collect()
+}
+
+/// The key remote health is kept under: the URL, else `<repo>/<remote>`.
+pub fn health_key(repo: &str, remote: &str, urls: &BTreeMap<String, String>) -> String {
+    urls.get(remote).cloned().unwrap_or_else(|| format!("{repo}/{remote}"))
+}
+
 fn fail(record: &CallRecord) -> PluginFailure {
     PluginFailure {
         kind: record.kind,
@@ -120,23 +151,19 @@ fn fail(record: &CallRecord) -> PluginFailure {
 }
 
 /// Remote names ranked by the selector plugin; the failing call on error.
-fn select_remotes(ctx: &AssessContext<'_>, repo: &RepoPolicy, calls: &mut Vec<CallRecord>) -> Result<Vec<String>, CallRecord> {
+fn select_remotes(
+    ctx: &AssessContext<'_>,
+    repo: &RepoPolicy,
+    urls: &BTreeMap<String, String>,
+    calls: &mut Vec<CallRecord>,
+) -> Result<Vec<String>, CallRecord> {
     let mut specs = repo.remotes.clone();
     if specs.is_empty() {
         specs.push(repo.primary_remote());
     }
     let candidates: Vec<Value> = specs
         .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "role": r.role.as_str(),
-                "success-rate-ppm": 1_000_000,
-                "latency-ms": 0,
-                "consecutive-failures": 0,
-                "circuit": "closed",
-            })
-        })
+        .map(|r| ctx.health.candidate(&health_key(&repo.name, &r.name, urls), &r.name, r.role, ctx.now, ctx.health_policy))
         .collect();
     let input = json!({ "repo": repo.name, "candidates": candidates, "logical-time": ctx.logical_time });
     let record = ctx.plugins.call(PluginKind::FederationSelector, &input, ctx.logical_time, None);

@@ -25,7 +25,9 @@ pub mod probe;
 pub mod reserve;
 
 use crate::clock::Clock;
+use crate::federation::{FederationState, FederationTopology, HealthBook};
 use crate::intelligence::RuntimeIntelligence;
+use crate::resource;
 use crate::topology::{LeaseInput, RemoteInput, RepoInput, RuntimeTopologyGraph};
 use crate::coordinate::{Holder, LeaseManager};
 use crate::ledger::{EventKind, EventLedger, LedgerError};
@@ -79,6 +81,8 @@ pub enum CycleError {
     Plugins(#[from] PluginSetError),
     #[error(transparent)]
     Coordination(#[from] crate::coordinate::CoordError),
+    #[error(transparent)]
+    Resource(#[from] resource::ResourceError),
 }
 
 impl From<reserve::ReserveError> for CycleError {
@@ -156,8 +160,15 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let started_at = clock.now_rfc3339();
     let stamp = clock.now().format("%Y%m%dT%H%M%S%3fZ").to_string();
     let plugins = PluginSet::load(workspace.home(), &workspace.policy_path(), &policy)?;
+    let early_store = StateStore::open(&workspace.state_dir())?;
+    let mut health = HealthBook::load(&early_store)?;
+    let mut federation = FederationState::load(&early_store)?;
+    let health_snapshot = health.clone();
     let ctx = AssessContext {
         plugins: &plugins,
+        health: &health_snapshot,
+        health_policy: &policy.remote_health,
+        now: clock.now(),
         probe_options: ProbeOptions { fetch: options.fetch, fetch_timeout: Duration::from_secs(policy.fetch.timeout_secs) },
         logical_time: u64::try_from(clock.now().timestamp()).unwrap_or(0),
     };
@@ -199,6 +210,9 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         "cycle",
         json!({ "mode": Mode::Execute, "policy_digest": policy_digest, "repos": policy.repos.len() }),
     )?;
+    let telemetry = resource::sample(workspace.home(), &policy.resources)?;
+    let pressure = resource::assess(&telemetry, &policy.resources);
+    ledger.append(&tick, EventKind::ResourcePressure, "resources", json!({ "telemetry": telemetry, "pressure": pressure }))?;
 
     // PHASE 1: select, probe, score and plan. Nothing in any repository changes.
     let assessments = assess_all(workspace, &policy, &ctx, &intelligence, progress);
@@ -214,6 +228,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
             "plugin_failure": assessment.plugin_failure,
         });
         ledger.append(&tick, EventKind::RepoProbed, repo, payload)?;
+        record_federation(&mut health, &mut federation, &policy, assessment, &mut ledger, &tick, clock)?;
     }
     let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
     let event = ledger.append(&tick, EventKind::PlanMade, "cycle", serde_json::to_value(&plan).unwrap_or_default())?;
@@ -223,6 +238,9 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let holder = Holder { host: host_name(), pid: std::process::id(), tick: tick.clone() };
     let leases = LeaseManager::new(&store, holder.clone(), policy.coordination.lease_ttl(), policy.coordination.lock_delay())?;
     let mut reservations = reserve::reserve(&plan, &leases, &mut ledger, &tick, clock)?;
+    if pressure.defers_all() {
+        reserve::defer_all(&mut reservations, &pressure.reasons.join("; "));
+    }
 
     // GATE: nothing is mutated unless every integrity check holds.
     if let Some(hook) = options.before_gate {
@@ -292,9 +310,53 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     }
     let written_at = clock.now_rfc3339();
     intelligence.write(&store, &written_at, &head)?;
+    resource::write_telemetry(&store, &head, &written_at, &telemetry)?;
+    resource::write_pressure(&store, &head, &written_at, &pressure)?;
+    health.write(&store, &head, &written_at)?;
+    federation.retain_repos(&policy.repos);
+    federation.write(&store, &head, &written_at)?;
+    let urls: BTreeMap<String, BTreeMap<String, String>> =
+        assessments.iter().map(|a| (a.probe.repo.clone(), a.remote_urls.clone())).collect();
+    FederationTopology::build(&policy.repos, |repo, remote| urls.get(&repo.name).and_then(|u| u.get(remote)).cloned(), &federation)
+        .write(&store, &head, &written_at)?;
     topology_of(&policy, &plan, &reservations, &tick).write(&store, &written_at, &head)?;
     finalize::write_views(&store, &state, &report, &written_at, &head)?;
     Ok(report)
+}
+
+/// Records the fetches of one assessment in the remote health book and the
+/// selected endpoint in the federation state, with their events.
+fn record_federation(
+    health: &mut HealthBook,
+    federation: &mut FederationState,
+    policy: &Policy,
+    assessment: &Assessment,
+    ledger: &mut EventLedger,
+    tick: &str,
+    clock: Clock,
+) -> Result<(), CycleError> {
+    let probe = &assessment.probe;
+    let key = |remote: &str| assess::health_key(&probe.repo, remote, &assessment.remote_urls);
+    let mut fetches: Vec<(String, bool, u32, Option<&str>)> =
+        probe.failed_over.iter().map(|a| (key(&a.remote), false, 0, Some(a.failure.class.as_str()))).collect();
+    match (&probe.problem, probe.fetch_ms) {
+        (Some(probe::ProbeProblem::FetchFailed(f)), _) => fetches.push((key(&probe.remote), false, 0, Some(f.class.as_str()))),
+        (_, Some(ms)) => fetches.push((key(&probe.remote), true, u32::try_from(ms).unwrap_or(u32::MAX), None)),
+        _ => {}
+    }
+    for (remote, ok, latency, class) in fetches {
+        if let Some(transition) = health.record(&remote, ok, latency, class, clock.now(), &policy.remote_health) {
+            ledger.append(tick, EventKind::RemoteHealthChanged, &probe.repo, serde_json::to_value(&transition).unwrap_or_default())?;
+        }
+    }
+    let Some(repo) = policy.repo(&probe.repo) else { return Ok(()) };
+    if probe.fetch_ms.is_some() {
+        let role = repo.remotes.iter().find(|r| r.name == probe.remote).map_or(repo.primary_remote().role, |r| r.role);
+        if let Some(promotion) = federation.select(&probe.repo, &probe.remote, role, &repo.primary_remote().name, tick) {
+            ledger.append(tick, EventKind::RemotePromoted, &probe.repo, serde_json::to_value(&promotion).unwrap_or_default())?;
+        }
+    }
+    Ok(())
 }
 
 /// The topology snapshot of this cycle.

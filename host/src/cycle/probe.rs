@@ -76,6 +76,8 @@ pub struct RepoProbe {
     pub problem: Option<ProbeProblem>,
     /// Upstream commits not on HEAD.
     pub incoming: Vec<CommitSummary>,
+    /// Duration of the successful fetch, in milliseconds (none without one).
+    pub fetch_ms: Option<u64>,
 }
 
 /// Probe settings.
@@ -104,6 +106,7 @@ pub fn probe(policy: &RepoPolicy, path: &Path, options: ProbeOptions, remotes: &
         operation: None,
         problem: None,
         incoming: Vec::new(),
+        fetch_ms: None,
     };
     for (i, remote) in remotes.iter().enumerate() {
         probe.remote = remote.clone();
@@ -160,8 +163,10 @@ fn inspect(
     probe.upstream_branch = Some(upstream_branch.clone());
     let missing_ref = || ProbeProblem::MissingRef { remote: remote.to_owned(), branch: upstream_branch.clone() };
     let upstream_oid = if options.fetch {
+        let started = std::time::Instant::now();
         let fetched = fetch::fetch_branch(&repo, remote, &upstream_branch, options.fetch_timeout)
             .map_err(ProbeProblem::FetchFailed)?;
+        probe.fetch_ms = Some(started.elapsed().as_millis() as u64);
         fetched.upstream.ok_or_else(missing_ref)?
     } else {
         repo.refname_to_id(&format!("refs/remotes/{remote}/{upstream_branch}")).map_err(|_| missing_ref())?

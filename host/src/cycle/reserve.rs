@@ -94,6 +94,13 @@ pub fn reserve(plan: &Plan, leases: &LeaseManager<'_>, ledger: &mut EventLedger,
     Ok(r)
 }
 
+/// Defers every upgrade because resource pressure is critical.
+pub fn defer_all(r: &mut Reservations, reasons: &str) {
+    for clearance in r.clearances.values_mut() {
+        *clearance = Clearance::Refused(Outcome::Deferred, "resource-pressure", format!("critical resource pressure: {reasons}"));
+    }
+}
+
 /// Refuses every granted upgrade because the integrity gate failed.
 pub fn refuse_all(r: &mut Reservations, check: &str, detail: &str) {
     for clearance in r.clearances.values_mut() {

@@ -17,6 +17,8 @@ pub use validate::validate;
 
 use crate::canonical;
 use crate::coordinate::CoordinationPolicy;
+use crate::federation::HealthPolicy;
+use crate::resource::ResourcePolicy;
 use crate::process::CommandSpec;
 use crate::fsx;
 use cap_std::ambient_authority;
@@ -84,6 +86,16 @@ pub struct Policy {
     /// Leases and per-remote budgets.
     #[serde(default, skip_serializing_if = "CoordinationPolicy::is_default")]
     pub coordination: CoordinationPolicy,
+    /// Resource pressure thresholds and the number of parallel lanes.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub resources: ResourcePolicy,
+    /// When a remote's circuit opens and how long it cools down.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub remote_health: HealthPolicy,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    value == &T::default()
 }
 
 /// Canary and health checks.
@@ -287,6 +299,8 @@ impl Policy {
             plugins: PluginsPolicy::default(),
             checks: ChecksPolicy::default(),
             coordination: CoordinationPolicy::default(),
+            resources: ResourcePolicy::default(),
+            remote_health: HealthPolicy::default(),
         }
     }
 

@@ -85,6 +85,12 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
             }
         }
     }
+    if let Err(e) = policy.resources.validate() {
+        return Err(fail(format!("resources.{}", e.field), e.problem));
+    }
+    if let Err(e) = policy.remote_health.validate() {
+        return Err(fail(format!("remote_health.{}", e.field), e.problem));
+    }
     if let Some((field, problem)) = policy.coordination.problem() {
         return Err(fail(format!("coordination.{field}"), problem));
     }

@@ -69,7 +69,7 @@ use std::path::PathBuf;
 /// ```json
 /// "resources": {
 ///   "max_lanes": 4,
-///   "load_milli_per_core": { "elevated": 1500, "high": 3000, "critical": 6000 },
+///   "load_milli_per_core": { "elevated": 1500, "high": 3000, "critical": 1000000 },
 ///   "mem_free_mib": { "elevated": 1024, "high": 512, "critical": 256 },
 ///   "disk_free_mib": { "elevated": 5120, "high": 2048, "critical": 512 }
 /// }
@@ -115,7 +115,9 @@ pub struct LoadThresholds {
     /// High at or above this (default 3000).
     #[serde(default = "default_load_high")]
     pub high: u32,
-    /// Critical at or above this (default 6000).
+    /// Critical at or above this (default 1000000, i.e. off: a busy CPU
+    /// slows upgrades down through fewer lanes but does not stop them; set
+    /// e.g. 6000 to defer everything at a load of 6 per core).
     #[serde(default = "default_load_critical")]
     pub critical: u32,
 }
@@ -160,7 +162,7 @@ fn default_load_high() -> u32 {
     3000
 }
 fn default_load_critical() -> u32 {
-    6000
+    1_000_000
 }
 fn default_mem_elevated() -> u64 {
     1024
@@ -459,7 +461,8 @@ mod tests {
             (1500, PressureLevel::Elevated, 4),
             (2999, PressureLevel::Elevated, 4),
             (3000, PressureLevel::High, 1),
-            (6000, PressureLevel::Critical, 0),
+            (999_999, PressureLevel::High, 1),
+            (1_000_000, PressureLevel::Critical, 0),
             (u32::MAX, PressureLevel::Critical, 0),
         ];
         for (load, level, lanes) in cases {
