@@ -11,7 +11,8 @@
 //! 5. the health check, if configured, runs in the real worktree — failure
 //!    rolls back to the recorded HEAD ([`super::apply::roll_back`]).
 //!
-//! Every step is recorded: `rollback-planned`, `canary-run`,
+//! Repositories of one dependency depth run in parallel lanes; events of
+//! one repository keep their order. Every step is recorded: `rollback-planned`, `canary-run`,
 //! `health-checked`, `rolled-back`.
 
 use super::apply;
@@ -27,6 +28,7 @@ use git2::Oid;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Whether coordination and the integrity gate let an upgrade proceed.
 #[derive(Debug, Clone)]
@@ -50,7 +52,12 @@ pub struct Step<'a> {
 }
 
 /// Carries out one decision; appends its step events to `ledger`.
-pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearance>, ledger: &mut EventLedger) -> Result<RepoOutcome, LedgerError> {
+pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearance>, ledger: &Mutex<EventLedger>) -> Result<RepoOutcome, LedgerError> {
+    // Lanes share the ledger; each append takes the lock for that one event.
+    let append = |kind: EventKind, subject: &str, payload: serde_json::Value| -> Result<(), LedgerError> {
+        let mut ledger = ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ledger.append(step.tick, kind, subject, payload).map(drop)
+    };
     let mut result = RepoOutcome {
         repo: decision.repo.clone(),
         outcome: match decision.recommendation {
@@ -102,9 +109,7 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
     let path = repo.resolved_path(step.workspace.home());
     let name = &decision.repo;
 
-    ledger.append(
-        step.tick,
-        EventKind::RollbackPlanned,
+    append(EventKind::RollbackPlanned,
         name,
         json!({
             "branch": branch,
@@ -124,7 +129,7 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
             Ok(run) => json!({ "target": target.to_string(), "result": run }),
             Err(message) => json!({ "target": target.to_string(), "error": message }),
         };
-        ledger.append(step.tick, EventKind::CanaryRun, name, payload)?;
+        append(EventKind::CanaryRun, name, payload)?;
         match outcome {
             Ok(run) if run.success() => {}
             Ok(run) => {
@@ -140,7 +145,7 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
 
     // A stale holder stops: the fencing token must still be the current one.
     if let Err(e) = step.leases.check_fence(name, lease.fencing_token, step.clock.now()) {
-        ledger.append(step.tick, EventKind::FenceRejected, name, json!({ "token": lease.fencing_token, "error": e.to_string() }))?;
+        append(EventKind::FenceRejected, name, json!({ "token": lease.fencing_token, "error": e.to_string() }))?;
         result.settle(Outcome::Deferred, "fence-rejected", e.to_string());
         return Ok(result);
     }
@@ -155,13 +160,11 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
 
     if let Some(health) = repo.health.as_ref().or(step.policy.checks.health.as_ref()) {
         let run = process::run(health, &path, &[("HERMES_REPO", name), ("HERMES_TICK", step.tick)]);
-        ledger.append(step.tick, EventKind::HealthChecked, name, json!({ "head": target.to_string(), "result": run }))?;
+        append(EventKind::HealthChecked, name, json!({ "head": target.to_string(), "result": run }))?;
         if !run.success() {
             let reflog = format!("hermes: roll back to {head} (tick {})", step.tick);
             let rolled = apply::roll_back(&path, branch, target, head, &reflog);
-            ledger.append(
-                step.tick,
-                EventKind::RolledBack,
+            append(EventKind::RolledBack,
                 name,
                 json!({ "from": target.to_string(), "to": head.to_string(), "ok": rolled.is_ok(), "error": rolled.as_ref().err().map(|r| &r.message) }),
             )?;

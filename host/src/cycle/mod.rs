@@ -25,6 +25,9 @@ pub mod probe;
 pub mod reserve;
 
 use crate::clock::Clock;
+use crate::coordinate::RemoteBudget;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::federation::{FederationState, FederationTopology, HealthBook};
 use crate::intelligence::RuntimeIntelligence;
 use crate::resource;
@@ -151,7 +154,7 @@ impl CycleReport {
 }
 
 /// Progress messages for an interactive terminal.
-pub type Progress<'a> = &'a dyn Fn(&str);
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
 /// Runs one cycle over every repository of the workspace's policy.
 pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>) -> Result<CycleReport, CycleError> {
@@ -266,23 +269,36 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let head = ledger.head().clone();
     store.write(ViewName::ControlPlaneIntegrity, &clock.now_rfc3339(), &head, &gate)?;
 
-    // PHASE 2: execute, defer or block, in plan order.
+    // PHASE 2: execute, defer or block. One dependency depth at a time (a
+    // repository's dependencies are all at lower depths); within a depth,
+    // up to `pressure.lanes` repositories in parallel, taken in plan order,
+    // each remote used by at most its budget at once. Outcomes are recorded
+    // in plan order.
+    let lanes = usize::try_from(pressure.lanes.max(1)).unwrap_or(1);
+    let budget = RemoteBudget::from_policy(&policy.coordination);
+    let shared_ledger = Mutex::new(ledger);
     let mut repos = Vec::with_capacity(plan.decisions.len());
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
-    for decision in &plan.decisions {
-        if decision.recommendation == Recommendation::Upgrade {
-            progress(&format!("upgrading {}", decision.repo));
-        }
+    let mut lane_of: BTreeMap<String, u32> = BTreeMap::new();
+    for level in plan.decisions.chunk_by(|a, b| a.depth == b.depth) {
         let step = execute::Step { workspace, policy: &policy, plan: &plan, tick: &tick, earlier: &outcomes, leases: &leases, clock };
-        let result = execute::execute(&step, decision, reservations.clearances.get(&decision.repo), &mut ledger)?;
-        let event = ledger.append(&tick, result.outcome.event_kind(), &decision.repo, serde_json::to_value(&result).unwrap_or_default())?;
-        state.apply(&event);
-        outcomes.insert(decision.repo.clone(), result.outcome);
-        let mut row = report_row(decision, Some(result.outcome), result.head_after.clone());
-        row.reason_code = result.reason_code;
-        row.reason = result.reason;
-        repos.push(row);
+        let results = run_level(level, lanes, &step, &reservations, &budget, &shared_ledger, progress);
+        let mut ledger = shared_ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (decision, (lane, result)) in level.iter().zip(results) {
+            let result = result?;
+            let event = ledger.append(&tick, result.outcome.event_kind(), &decision.repo, serde_json::to_value(&result).unwrap_or_default())?;
+            state.apply(&event);
+            outcomes.insert(decision.repo.clone(), result.outcome);
+            if decision.recommendation == Recommendation::Upgrade {
+                lane_of.insert(decision.repo.clone(), lane);
+            }
+            let mut row = report_row(decision, Some(result.outcome), result.head_after.clone());
+            row.reason_code = result.reason_code;
+            row.reason = result.reason;
+            repos.push(row);
+        }
     }
+    let mut ledger = shared_ledger.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
 
     reserve::release(&mut reservations, &leases, &mut ledger, &tick, clock)?;
     let head = ledger.head().clone();
@@ -319,9 +335,58 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         assessments.iter().map(|a| (a.probe.repo.clone(), a.remote_urls.clone())).collect();
     FederationTopology::build(&policy.repos, |repo, remote| urls.get(&repo.name).and_then(|u| u.get(remote)).cloned(), &federation)
         .write(&store, &head, &written_at)?;
-    topology_of(&policy, &plan, &reservations, &tick).write(&store, &written_at, &head)?;
+    topology_of(&policy, &plan, &reservations, &lane_of, &tick).write(&store, &written_at, &head)?;
     finalize::write_views(&store, &state, &report, &written_at, &head)?;
     Ok(report)
+}
+
+/// Runs the decisions of one dependency depth on up to `lanes` threads;
+/// returns (lane, result) per decision, in the decisions' order.
+fn run_level(
+    level: &[Decision],
+    lanes: usize,
+    step: &execute::Step<'_>,
+    reservations: &reserve::Reservations,
+    budget: &RemoteBudget,
+    ledger: &Mutex<EventLedger>,
+    progress: Progress<'_>,
+) -> Vec<(u32, Result<outcome::RepoOutcome, LedgerError>)> {
+    let slots: Vec<Mutex<Option<(u32, Result<outcome::RepoOutcome, LedgerError>)>>> = level.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for lane in 0..lanes.min(level.len()) {
+            let (slots, next) = (&slots, &next);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(decision) = level.get(i) else { break };
+                    let upgrade = decision.recommendation == Recommendation::Upgrade;
+                    if upgrade {
+                        progress(&format!("upgrading {} (lane {lane})", decision.repo));
+                        while !budget.try_reserve(&decision.remote) {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                    let result = execute::execute(step, decision, reservations.clearances.get(&decision.repo), ledger);
+                    if upgrade {
+                        budget.release(&decision.remote);
+                    }
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some((lane as u32, result));
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or((0, Err(LedgerError::Io { path: Default::default(), source: std::io::Error::other("a lane stopped without a result") })))
+        })
+        .collect()
 }
 
 /// Records the fetches of one assessment in the remote health book and the
@@ -360,7 +425,13 @@ fn record_federation(
 }
 
 /// The topology snapshot of this cycle.
-fn topology_of(policy: &Policy, plan: &plan::Plan, reservations: &reserve::Reservations, tick: &str) -> RuntimeTopologyGraph {
+fn topology_of(
+    policy: &Policy,
+    plan: &plan::Plan,
+    reservations: &reserve::Reservations,
+    lane_of: &BTreeMap<String, u32>,
+    tick: &str,
+) -> RuntimeTopologyGraph {
     let repos: Vec<RepoInput> = policy
         .repos
         .iter()
@@ -383,7 +454,7 @@ fn topology_of(policy: &Policy, plan: &plan::Plan, reservations: &reserve::Reser
                     })
                     .collect(),
                 recommendation: decision.map(|d| d.recommendation.as_str().to_owned()),
-                lane: decision.filter(|d| d.recommendation == Recommendation::Upgrade).map(|_| 0),
+                lane: lane_of.get(&repo.name).copied(),
             }
         })
         .collect();
