@@ -304,3 +304,118 @@ fn depths(policy: &Policy) -> BTreeMap<&str, u32> {
     }
     depths
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cycle::assess::{Assessment, Score};
+    use crate::policy::{Policy, RepoPolicy};
+    use proptest::prelude::*;
+
+    fn repo(name: String, depends_on: Vec<String>) -> RepoPolicy {
+        RepoPolicy {
+            comment: None,
+            name,
+            path: ".".into(),
+            branch: None,
+            depends_on,
+            remotes: Vec::new(),
+            canary: None,
+            health: None,
+        }
+    }
+
+    fn assessment(name: &str, ahead: u64, behind: u64, dirty: u64, risk: Option<u32>) -> Assessment {
+        Assessment {
+            remote_urls: BTreeMap::new(),
+            probe: RepoProbe {
+                repo: name.to_owned(),
+                remote: "origin".into(),
+                failed_over: Vec::new(),
+                branch: Some("main".into()),
+                upstream_branch: Some("main".into()),
+                head: Some(format!("{:040x}", name.len())),
+                upstream_head: Some(format!("{:040x}", name.len() + 1)),
+                ahead,
+                behind,
+                dirty_paths: dirty,
+                untracked_paths: 0,
+                operation: None,
+                problem: None,
+                incoming: Vec::new(),
+                fetch_ms: Some(1),
+            },
+            signals: Vec::new(),
+            score: risk.map(|risk| Score {
+                risk,
+                recommendation: if risk > 600 { "defer".into() } else { "upgrade".into() },
+                priority: 1000 - risk,
+                reasons: Vec::new(),
+            }),
+            plugin_failure: None,
+            calls: Vec::new(),
+        }
+    }
+
+    /// (deps by earlier index, ahead, behind, dirty, risk) per repo.
+    fn world() -> impl Strategy<Value = Vec<(Vec<usize>, u64, u64, u64, u32)>> {
+        prop::collection::vec((prop::collection::vec(0usize..8, 0..3), 0u64..2, 0u64..3, 0u64..2, 0u32..1000), 1..8)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any order of the policy's repositories (and of the probes) gives
+        /// the same ordered decisions and the same decision hash.
+        #[test]
+        fn plan_is_independent_of_input_order(spec in world(), seed in any::<u64>()) {
+            let names: Vec<String> = (0..spec.len()).map(|i| format!("repo-{i}")).collect();
+            let repos: Vec<RepoPolicy> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, (deps, ..))| {
+                    let mut d: Vec<String> = deps.iter().filter(|&&j| j < i).map(|&j| names[j].clone()).collect();
+                    d.dedup();
+                    d.sort();
+                    d.dedup();
+                    repo(names[i].clone(), d)
+                })
+                .collect();
+            let assessments: Vec<Assessment> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ahead, behind, dirty, risk))| assessment(&names[i], *ahead, *behind, *dirty, Some(*risk)))
+                .collect();
+            let mut policy = Policy::starter();
+            policy.repos = repos.clone();
+            let first = plan(&policy, &assessments, "t1", BTreeMap::new());
+
+            // A deterministic shuffle from the seed.
+            let mut order: Vec<usize> = (0..repos.len()).collect();
+            let mut state = seed | 1;
+            for i in (1..order.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                order.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            policy.repos = order.iter().map(|&i| repos[i].clone()).collect();
+            let shuffled: Vec<Assessment> = order.iter().rev().map(|&i| assessments[i].clone()).collect();
+            let second = plan(&policy, &shuffled, "t2", BTreeMap::new());
+
+            prop_assert_eq!(&first.decisions, &second.decisions);
+            prop_assert_eq!(&first.decision_hash, &second.decision_hash);
+            // The order is total and by (depth, priority, risk, name).
+            for pair in first.decisions.windows(2) {
+                let key = |d: &Decision| (d.depth, d.priority, d.risk, d.repo.clone());
+                prop_assert!(key(&pair[0]) < key(&pair[1]));
+            }
+            // Every dependency comes before its dependent.
+            for (i, d) in first.decisions.iter().enumerate() {
+                for dep in &d.depends_on {
+                    prop_assert!(first.decisions[..i].iter().any(|e| &e.repo == dep));
+                }
+            }
+        }
+    }
+}
