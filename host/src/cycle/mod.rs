@@ -23,6 +23,7 @@ pub mod outcome;
 pub mod plan;
 pub mod probe;
 pub mod reserve;
+pub mod rollback;
 
 use crate::clock::Clock;
 use crate::coordinate::RemoteBudget;
@@ -202,6 +203,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let tick = format!("{stamp}-{}", ledger.head().seq + 1);
     finalize::prepare_views(&store, &mut ledger, &tick)?;
     let mut state = finalize::load_upgrade_state(&store, &mut ledger, &tick)?;
+    let mut rollbacks = rollback::RollbackIntelligence::load(&store, ledger.head())?;
     let mut intelligence = match RuntimeIntelligence::load_current(&store, ledger.head())? {
         Some(current) => current,
         None => RuntimeIntelligence::rebuild_from_ledger(&store)?.0,
@@ -213,6 +215,11 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         "cycle",
         json!({ "mode": Mode::Execute, "policy_digest": policy_digest, "repos": policy.repos.len() }),
     )?;
+    let live = |phase: &str, head: &LedgerHead| {
+        let status = json!({ "phase": phase, "tick": tick, "pid": std::process::id(), "started_at": started_at, "at": clock.now_rfc3339() });
+        store.write(ViewName::LiveRuntimeControlPlane, &clock.now_rfc3339(), head, &status)
+    };
+    live("running", ledger.head())?;
     let telemetry = resource::sample(workspace.home(), &policy.resources)?;
     let pressure = resource::assess(&telemetry, &policy.resources);
     ledger.append(&tick, EventKind::ResourcePressure, "resources", json!({ "telemetry": telemetry, "pressure": pressure }))?;
@@ -307,7 +314,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let mut report = CycleReport {
         tick: tick.clone(),
         mode: Mode::Execute,
-        started_at,
+        started_at: started_at.clone(),
         policy_digest,
         decision_hash: plan.decision_hash.clone(),
         ledger_head: None,
@@ -323,7 +330,9 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     report.ledger_head = Some(head.clone());
     for event in ledger.appended() {
         intelligence.apply(event);
+        rollbacks.apply(event);
     }
+    rollbacks.write(&store, &clock.now_rfc3339(), &head)?;
     let written_at = clock.now_rfc3339();
     intelligence.write(&store, &written_at, &head)?;
     resource::write_telemetry(&store, &head, &written_at, &telemetry)?;
@@ -337,6 +346,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         .write(&store, &head, &written_at)?;
     topology_of(&policy, &plan, &reservations, &lane_of, &tick).write(&store, &written_at, &head)?;
     finalize::write_views(&store, &state, &report, &written_at, &head)?;
+    live("idle", &head)?;
     Ok(report)
 }
 
