@@ -118,3 +118,41 @@ fn summary_view_from_a_newer_hermes_stops_the_cycle_untouched() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     assert_eq!(env.ledger_bytes(), ledger_before);
 }
+
+#[test]
+fn corrupt_plan_summary_and_history_are_kept_aside_and_rewritten() {
+    let env = one_cycle();
+    let views = ["global_orchestration_plan.json", "auto_safe_upgrade_summary.json", "auto_safe_upgrade_state_history.jsonl"];
+    let mut originals = Vec::new();
+    for (i, view) in views.iter().enumerate() {
+        let garbage = format!("garbage {i} {{\n").into_bytes();
+        std::fs::write(env.state_path(view), &garbage).unwrap();
+        originals.push(garbage);
+    }
+
+    env.hermes(&["cycle"]).assert_status(0);
+
+    let rebuilt: Vec<Value> = env.ledger_events().into_iter().filter(|e| e["kind"] == "state-view-rebuilt").collect();
+    for (view, garbage) in views.iter().zip(&originals) {
+        let event = rebuilt
+            .iter()
+            .find(|e| e["payload"]["view"] == *view)
+            .unwrap_or_else(|| panic!("no state-view-rebuilt event for {view}: {rebuilt:#?}"));
+        assert_eq!(event["payload"]["why"], "corrupt");
+        let kept_as = event["payload"]["kept_as"].as_str().unwrap();
+        assert!(kept_as.starts_with(&format!("{view}.corrupt-")), "{kept_as}");
+        assert_eq!(&std::fs::read(env.state_path(kept_as)).unwrap(), garbage, "{view} kept as {kept_as}");
+    }
+    for view in &views[..2] {
+        let json = read_json(&env.state_path(view));
+        assert_eq!(json["format_version"], 1, "{view}");
+        let seq = json["ledger_head"]["seq"].as_u64().unwrap();
+        assert!(seq > 0 && seq as usize <= env.ledger_lines().len(), "{view}: rewritten within this cycle's ledger");
+    }
+    // The summary reflects the very end of the cycle.
+    assert_eq!(read_json(&env.state_path(views[1]))["ledger_head"]["seq"], env.ledger_lines().len());
+    let history = std::fs::read_to_string(env.state_path(views[2])).unwrap();
+    assert_eq!(history.lines().count(), 1, "a fresh history with this cycle's line");
+    serde_json::from_str::<Value>(history.lines().next().unwrap()).expect("history line is JSON");
+    env.hermes(&["verify"]).assert_status(0);
+}
