@@ -34,20 +34,7 @@ pub fn fast_forward(path: &Path, branch: &str, expected_head: Oid, target: Oid, 
     let repo = Repository::open(path).map_err(|e| refuse(false, "not-a-repository", e.message().to_owned()))?;
     let refname = format!("refs/heads/{branch}");
     check_guards(&repo, &refname, expected_head, target)?;
-    let commit = repo
-        .find_commit(target)
-        .map_err(|e| refuse(false, "missing-target", format!("target commit {target} not found: {}", e.message())))?;
-    let mut checkout = CheckoutBuilder::new();
-    checkout.safe();
-    if let Err(e) = repo.checkout_tree(commit.as_object(), Some(&mut checkout)) {
-        restore(&repo);
-        return Err(refuse(false, "checkout-failed", format!("checkout of {target} failed: {}", e.message())));
-    }
-    if let Err(e) = repo.reference_matching(&refname, target, true, expected_head, reflog) {
-        restore(&repo);
-        return Err(refuse(false, "ref-update-failed", format!("moving {refname} failed: {}", e.message())));
-    }
-    Ok(())
+    move_branch(&repo, &refname, expected_head, target, reflog)
 }
 
 /// Rolls `branch` back from `current` (what Hermes applied) to `previous`,
@@ -64,16 +51,23 @@ pub fn roll_back(path: &Path, branch: &str, current: Oid, previous: Oid, reflog:
     if dirty > 0 {
         return Err(refuse(false, "dirty-worktree", format!("{dirty} uncommitted changes appeared after the apply")));
     }
-    let commit = repo.find_commit(previous).map_err(|e| refuse(false, "missing-target", e.message().to_owned()))?;
+    move_branch(&repo, &refname, current, previous, reflog)
+}
+
+/// Checks out `to` (safe mode: nothing unexpected is overwritten) and moves
+/// `refname` from `from` to `to` with a compare-and-swap; on failure puts
+/// index and worktree back to HEAD.
+fn move_branch(repo: &Repository, refname: &str, from: Oid, to: Oid, reflog: &str) -> Result<(), ApplyRefusal> {
+    let commit = repo.find_commit(to).map_err(|e| refuse(false, "missing-target", format!("commit {to} not found: {}", e.message())))?;
     let mut checkout = CheckoutBuilder::new();
     checkout.safe();
     if let Err(e) = repo.checkout_tree(commit.as_object(), Some(&mut checkout)) {
-        restore(&repo);
-        return Err(refuse(false, "checkout-failed", format!("checkout of {previous} failed: {}", e.message())));
+        restore(repo);
+        return Err(refuse(false, "checkout-failed", format!("checkout of {to} failed: {}", e.message())));
     }
-    if let Err(e) = repo.reference_matching(&refname, previous, true, current, reflog) {
-        restore(&repo);
-        return Err(refuse(false, "ref-update-failed", format!("moving {refname} back failed: {}", e.message())));
+    if let Err(e) = repo.reference_matching(refname, to, true, from, reflog) {
+        restore(repo);
+        return Err(refuse(false, "ref-update-failed", format!("moving {refname} from {from} to {to} failed: {}", e.message())));
     }
     Ok(())
 }

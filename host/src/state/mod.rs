@@ -157,39 +157,22 @@ impl StateStore {
     }
 
     /// Atomically writes a view.
-    pub fn write<T: Serialize>(
-        &self,
-        view: ViewName,
-        written_at: &str,
-        ledger_head: &LedgerHead,
-        data: &T,
-    ) -> Result<(), StateError> {
-        let name = view.file_name();
-        let envelope = Envelope {
-            format_version: FORMAT_VERSION,
-            view: view.stem().to_owned(),
-            written_at: written_at.to_owned(),
-            ledger_head: ledger_head.clone(),
-            data,
-        };
-        let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| StateError::Write {
-            path: self.path_of(name),
-            source: io::Error::other(e),
-        })?;
-        bytes.push(b'\n');
-        fsx::write_atomic(&self.dir, name, &bytes)
-            .map_err(|source| StateError::Write { path: self.path_of(name), source })
+    pub fn write<T: Serialize>(&self, view: ViewName, written_at: &str, ledger_head: &LedgerHead, data: &T) -> Result<(), StateError> {
+        let bytes = self.envelope_bytes(view, written_at, ledger_head, data, true)?;
+        fsx::write_atomic(&self.dir, view.file_name(), &bytes)
+            .map_err(|source| StateError::Write { path: self.path_of(view.file_name()), source })
     }
 
     /// Appends one envelope line to a `*.jsonl` history and fsyncs it.
-    pub fn append_history<T: Serialize>(
-        &self,
-        view: ViewName,
-        written_at: &str,
-        ledger_head: &LedgerHead,
-        data: &T,
-    ) -> Result<(), StateError> {
-        let name = view.file_name();
+    pub fn append_history<T: Serialize>(&self, view: ViewName, written_at: &str, ledger_head: &LedgerHead, data: &T) -> Result<(), StateError> {
+        let line = self.envelope_bytes(view, written_at, ledger_head, data, false)?;
+        fsx::append_durable(&self.dir, view.file_name(), &line)
+            .map_err(|source| StateError::Write { path: self.path_of(view.file_name()), source })
+    }
+
+    /// The envelope of `data` as JSON (pretty for views, one line for
+    /// histories), ending in a newline.
+    fn envelope_bytes<T: Serialize>(&self, view: ViewName, written_at: &str, ledger_head: &LedgerHead, data: &T, pretty: bool) -> Result<Vec<u8>, StateError> {
         let envelope = Envelope {
             format_version: FORMAT_VERSION,
             view: view.stem().to_owned(),
@@ -197,13 +180,10 @@ impl StateStore {
             ledger_head: ledger_head.clone(),
             data,
         };
-        let mut line = serde_json::to_vec(&envelope).map_err(|e| StateError::Write {
-            path: self.path_of(name),
-            source: io::Error::other(e),
-        })?;
-        line.push(b'\n');
-        fsx::append_durable(&self.dir, name, &line)
-            .map_err(|source| StateError::Write { path: self.path_of(name), source })
+        let serialized = if pretty { serde_json::to_vec_pretty(&envelope) } else { serde_json::to_vec(&envelope) };
+        let mut bytes = serialized.map_err(|e| StateError::Write { path: self.path_of(view.file_name()), source: io::Error::other(e) })?;
+        bytes.push(b'\n');
+        Ok(bytes)
     }
 
     /// Moves an unreadable view aside to `<name>.corrupt-<seq>` (kept for the
