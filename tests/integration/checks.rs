@@ -103,3 +103,63 @@ fn an_empty_check_command_is_a_config_error() {
     out.assert_status(3);
     assert!(out.stderr.contains("checks.canary.argv"), "{}", out.stderr);
 }
+
+#[test]
+fn the_rollback_plan_is_in_its_view_before_the_apply() {
+    let (env, before, target) = behind();
+    // The canary runs after the plan is recorded and before the apply: it
+    // sees the plan in rollback_intelligence.json.
+    let view = env.state_path("rollback_intelligence.json");
+    let script = format!("grep -q '\"previous_head\": \"{before}\"' {}", view.display());
+    env.edit_policy(|p| p["checks"] = json!({ "canary": { "argv": ["sh", "-c", script] } }));
+    let (code, report) = env.cycle_json();
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(env.head("app"), target);
+}
+
+#[test]
+fn a_dependency_failing_after_its_apply_blocks_its_dependents() {
+    let env = TestEnv::init();
+    env.make_upstream("core");
+    env.make_upstream("api");
+    env.add_repo("core", &[]);
+    env.add_repo("api", &["core"]);
+    env.push_upstream_commit("core", "c.txt", "c\n");
+    env.push_upstream_commit("api", "a.txt", "a\n");
+    let api_before = env.head("api");
+    env.edit_policy(|p| p["repos"][0]["health"] = json!({ "argv": ["false"] }));
+    let (code, report) = env.cycle_json();
+    assert_eq!(code, 10);
+    assert_eq!(row(&report, "core")["outcome"], "failed");
+    assert_eq!(row(&report, "api")["outcome"], "blocked");
+    assert_eq!(row(&report, "api")["reason_code"], "dependency-failed");
+    assert_eq!(env.head("api"), api_before);
+}
+
+#[test]
+fn a_remote_budget_of_one_serializes_the_lanes() {
+    let env = TestEnv::init();
+    let names = ["r1", "r2", "r3", "r4"];
+    for name in names {
+        env.make_upstream(name);
+        env.add_repo(name, &[]);
+        env.push_upstream_commit(name, "x.txt", "x\n");
+    }
+    let log = env.root().join("intervals.log");
+    // Each health check records when it starts and ends; with a budget of 1
+    // on `origin` no two may overlap, though four lanes are available.
+    let script = format!("echo start $(date +%s%N) >> {0}; sleep 0.3; echo end $(date +%s%N) >> {0}", log.display());
+    env.edit_policy(|p| {
+        p["checks"] = json!({ "health": { "argv": ["sh", "-c", script] } });
+        p["coordination"] = json!({ "remote_budgets": { "origin": 1 } });
+        p["resources"] = json!({ "max_lanes": 4, "load_milli_per_core": { "elevated": 999998, "high": 999999, "critical": 1000000 } });
+    });
+    let (code, report) = env.cycle_json();
+    assert_eq!(code, 0, "{report:#}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 8, "{text}");
+    for pair in lines.chunks(2) {
+        assert!(pair[0].starts_with("start") && pair[1].starts_with("end"), "overlapping use of one remote:\n{text}");
+    }
+}

@@ -94,3 +94,15 @@ fn a_broken_telemetry_override_is_a_config_error() {
     out.assert_status(3);
     assert!(out.stderr.contains("missing.json"), "{}", out.stderr);
 }
+
+#[test]
+fn both_remotes_down_is_transient_and_deferred() {
+    let env = with_dead_primary();
+    env.git(&env.repo_path("app"), &["remote", "set-url", "mirror", "http://127.0.0.1:9/mirror.git"]);
+    let before = env.head("app");
+    let (code, report) = env.cycle_json();
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(row(&report, "app")["outcome"], "deferred");
+    assert_eq!(row(&report, "app")["reason_code"], "fetch-network");
+    assert_eq!(env.head("app"), before);
+}

@@ -81,3 +81,27 @@ fn an_expired_lease_is_taken_over_with_a_higher_token_and_released() {
     let consensus: Value = serde_json::from_str(&std::fs::read_to_string(env.state_path("runtime_consensus_state.json")).unwrap()).unwrap();
     assert_eq!(consensus["data"]["quorum"], false);
 }
+
+#[test]
+fn two_cycles_started_together_upgrade_each_repo_exactly_once() {
+    let env = behind_pair();
+    let targets = (env.upstream_head("core"), env.upstream_head("api"));
+    let spawn = || {
+        let mut cmd = env.command(crate::common::hermes_bin());
+        cmd.args(["cycle", "--json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let mut upgraded = 0;
+    for out in &outputs {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        upgraded += report["repos"].as_array().unwrap().iter().filter(|r| r["outcome"] == "upgraded").count();
+    }
+    assert_eq!(upgraded, 2, "each repo upgraded exactly once across both cycles");
+    assert_eq!((env.head("core"), env.head("api")), targets);
+    let upgrades = env.ledger_events().iter().filter(|e| e["kind"] == "repo-upgraded").count();
+    assert_eq!(upgrades, 2);
+    env.hermes(&["verify"]).assert_status(0);
+}

@@ -20,7 +20,9 @@ use super::outcome::{Outcome, RepoOutcome};
 use super::plan::{Decision, Plan, Recommendation};
 use crate::clock::Clock;
 use crate::coordinate::{Lease, LeaseManager};
+use super::rollback::RollbackIntelligence;
 use crate::ledger::{EventKind, EventLedger, LedgerError};
+use crate::state::{LedgerHead, StateStore, ViewName};
 use crate::policy::Policy;
 use crate::process::{self, CommandSpec};
 use crate::workspace::Workspace;
@@ -49,6 +51,9 @@ pub struct Step<'a> {
     pub earlier: &'a BTreeMap<String, Outcome>,
     pub leases: &'a LeaseManager<'a>,
     pub clock: Clock,
+    /// The rollback view, rewritten as soon as a plan is recorded.
+    pub rollbacks: &'a Mutex<RollbackIntelligence>,
+    pub store: &'a StateStore,
 }
 
 /// Carries out one decision; appends its step events to `ledger`.
@@ -56,7 +61,17 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
     // Lanes share the ledger; each append takes the lock for that one event.
     let append = |kind: EventKind, subject: &str, payload: serde_json::Value| -> Result<(), LedgerError> {
         let mut ledger = ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        ledger.append(step.tick, kind, subject, payload).map(drop)
+        let event = ledger.append(step.tick, kind, subject, payload)?;
+        if kind == EventKind::RollbackPlanned {
+            // The plan is in rollback_intelligence.json before anything changes.
+            let mut rollbacks = step.rollbacks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            rollbacks.apply(&event);
+            let head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
+            rollbacks
+                .write(step.store, &step.clock.now_rfc3339(), &head)
+                .map_err(|e| LedgerError::Io { path: step.store.path_of(ViewName::RollbackIntelligence.file_name()), source: std::io::Error::other(e) })?;
+        }
+        Ok(())
     };
     let mut result = RepoOutcome {
         repo: decision.repo.clone(),

@@ -203,7 +203,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let tick = format!("{stamp}-{}", ledger.head().seq + 1);
     finalize::prepare_views(&store, &mut ledger, &tick)?;
     let mut state = finalize::load_upgrade_state(&store, &mut ledger, &tick)?;
-    let mut rollbacks = rollback::RollbackIntelligence::load(&store, ledger.head())?;
+    let rollbacks = rollback::RollbackIntelligence::load(&store, ledger.head())?;
     let mut intelligence = match RuntimeIntelligence::load_current(&store, ledger.head())? {
         Some(current) => current,
         None => RuntimeIntelligence::rebuild_from_ledger(&store)?.0,
@@ -215,11 +215,15 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         "cycle",
         json!({ "mode": Mode::Execute, "policy_digest": policy_digest, "repos": policy.repos.len() }),
     )?;
-    let live = |phase: &str, head: &LedgerHead| {
-        let status = json!({ "phase": phase, "tick": tick, "pid": std::process::id(), "started_at": started_at, "at": clock.now_rfc3339() });
+    // What the control plane is doing now, rewritten at each phase.
+    let live = |status: &serde_json::Value, head: &LedgerHead| {
+        let mut status = status.clone();
+        status["tick"] = json!(tick);
+        status["pid"] = json!(std::process::id());
+        status["started_at"] = json!(started_at);
         store.write(ViewName::LiveRuntimeControlPlane, &clock.now_rfc3339(), head, &status)
     };
-    live("running", ledger.head())?;
+    live(&json!({ "phase": "probe-and-plan", "lanes": 0, "leases": {} }), ledger.head())?;
     let telemetry = resource::sample(workspace.home(), &policy.resources)?;
     let pressure = resource::assess(&telemetry, &policy.resources);
     ledger.append(&tick, EventKind::ResourcePressure, "resources", json!({ "telemetry": telemetry, "pressure": pressure }))?;
@@ -282,13 +286,25 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     // each remote used by at most its budget at once. Outcomes are recorded
     // in plan order.
     let lanes = usize::try_from(pressure.lanes.max(1)).unwrap_or(1);
+    live(&json!({ "phase": "execute", "lanes": lanes, "leases": reservations.grants }), ledger.head())?;
+    let rollbacks = Mutex::new(rollbacks);
     let budget = RemoteBudget::from_policy(&policy.coordination);
     let shared_ledger = Mutex::new(ledger);
     let mut repos = Vec::with_capacity(plan.decisions.len());
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     let mut lane_of: BTreeMap<String, u32> = BTreeMap::new();
     for level in plan.decisions.chunk_by(|a, b| a.depth == b.depth) {
-        let step = execute::Step { workspace, policy: &policy, plan: &plan, tick: &tick, earlier: &outcomes, leases: &leases, clock };
+        let step = execute::Step {
+            workspace,
+            policy: &policy,
+            plan: &plan,
+            tick: &tick,
+            earlier: &outcomes,
+            leases: &leases,
+            clock,
+            rollbacks: &rollbacks,
+            store: &store,
+        };
         let results = run_level(level, lanes, &step, &reservations, &budget, &shared_ledger, progress);
         let mut ledger = shared_ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (decision, (lane, result)) in level.iter().zip(results) {
@@ -306,6 +322,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         }
     }
     let mut ledger = shared_ledger.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut rollbacks = rollbacks.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
 
     reserve::release(&mut reservations, &leases, &mut ledger, &tick, clock)?;
     let head = ledger.head().clone();
@@ -330,7 +347,9 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     report.ledger_head = Some(head.clone());
     for event in ledger.appended() {
         intelligence.apply(event);
-        rollbacks.apply(event);
+        if event.kind == EventKind::RolledBack.as_str() {
+            rollbacks.apply(event);
+        }
     }
     rollbacks.write(&store, &clock.now_rfc3339(), &head)?;
     let written_at = clock.now_rfc3339();
@@ -346,7 +365,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         .write(&store, &head, &written_at)?;
     topology_of(&policy, &plan, &reservations, &lane_of, &tick).write(&store, &written_at, &head)?;
     finalize::write_views(&store, &state, &report, &written_at, &head)?;
-    live("idle", &head)?;
+    live(&json!({ "phase": "idle", "lanes": 0, "leases": {}, "counts": report.counts() }), &head)?;
     Ok(report)
 }
 
