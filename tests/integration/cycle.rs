@@ -136,7 +136,6 @@ fn assert_remote_not_found(url: &str) {
 }
 
 #[test]
-#[ignore = "BUG (see report): a plain path to a missing remote makes libgit2 say \"unsupported URL protocol\", which cycle/fetch.rs classifies as fetch-corrupt"]
 fn missing_remote_path_is_blocked_as_not_found() {
     assert_remote_not_found("/nonexistent/x.git");
 }

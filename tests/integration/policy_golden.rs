@@ -40,14 +40,7 @@ fn workspace_with_policy(case: &Path) -> TestEnv {
 
 /// Cases whose message does not yet say what was expected (reported as
 /// weak messages; remove a case from here once its message improves).
-const NO_EXPECTED: &[&str] = &[
-    // "missing field `path`": clear enough, but does not say what `path` should hold.
-    "missing-path",
-    // "repository \"a\" depends on itself".
-    "self-dependency",
-    // serde_json's "EOF while parsing a list": no hint of the missing `]`/`}`.
-    "syntax-error-truncated",
-];
+const NO_EXPECTED: &[&str] = &[];
 
 fn normalize(stderr: &str, env: &TestEnv) -> String {
     stderr.replace(env.home().to_str().unwrap(), "$HERMES_HOME")

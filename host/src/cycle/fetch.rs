@@ -148,6 +148,7 @@ pub fn classify(error: &git2::Error, past_deadline: bool) -> FetchFailureClass {
         "does not appear to be a git repository",
         "failed to resolve path",
         "no such file or directory",
+        "unsupported url protocol",
         "404",
     ]) {
         return FetchFailureClass::NotFound;

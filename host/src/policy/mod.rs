@@ -350,10 +350,14 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Policy, PolicyError> {
         });
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| PolicyError::Invalid {
-        path: path.to_owned(),
-        json_path: e.path().to_string(),
-        problem: e.inner().to_string(),
+    let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut problem = e.inner().to_string();
+        if problem.starts_with("missing field") {
+            problem.push_str("; expected every field the schema marks as required (a repository needs `name` and `path`)");
+        } else if problem.starts_with("EOF while parsing") {
+            problem.push_str("; expected complete JSON: a closing bracket or brace is missing");
+        }
+        PolicyError::Invalid { path: path.to_owned(), json_path: e.path().to_string(), problem }
     })?;
     de.end().map_err(|e| PolicyError::Invalid {
         path: path.to_owned(),

@@ -10,7 +10,7 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
     if policy.format_version == 0 || policy.format_version > POLICY_FORMAT_VERSION {
         return Err(fail(
             "format_version".into(),
-            format!("unsupported format version {}; expected 1 to {POLICY_FORMAT_VERSION}", policy.format_version),
+            format!("unsupported format version {}; expected {POLICY_FORMAT_VERSION} (or lower)", policy.format_version),
         ));
     }
     if !(1..=3600).contains(&policy.fetch.timeout_secs) {
@@ -52,7 +52,7 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
         for (k, dep) in repo.depends_on.iter().enumerate() {
             let at = format!("repos[{i}].depends_on[{k}]");
             if dep == &repo.name {
-                return Err(fail(at, format!("repository {:?} depends on itself", repo.name)));
+                return Err(fail(at, format!("repository {:?} depends on itself; expected the names of other repositories", repo.name)));
             }
             if !first_index.contains_key(dep.as_str()) {
                 let known: Vec<&str> = policy.repos.iter().map(|r| r.name.as_str()).collect();
