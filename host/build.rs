@@ -17,7 +17,18 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("host/ has a parent").to_owned();
     let plugins = root.join("plugins");
-    for watched in ["Cargo.toml", "Cargo.lock", ".cargo", "sdk", "scorer-logic", "baseline-probe", "baseline-scorer", "baseline-selector", "template", "test-plugins"] {
+    for watched in [
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo",
+        "sdk",
+        "scorer-logic",
+        "baseline-probe",
+        "baseline-scorer",
+        "baseline-selector",
+        "template",
+        "test-plugins",
+    ] {
         println!("cargo:rerun-if-changed={}", plugins.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
@@ -26,14 +37,32 @@ fn main() {
 
     let target_dir = root.join("target").join("wasm");
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo
-        .current_dir(&plugins)
-        .args(["build", "--release", "--locked", "--workspace", "--target", "wasm32-wasip2"]);
+    cargo.current_dir(&plugins).args(["build", "--release", "--locked", "--workspace", "--target", "wasm32-wasip2"]);
     // Settings meant for the host build must not leak into the guest build.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        let leaks = key.starts_with("CARGO_") && !matches!(key.as_str(), "CARGO_HOME" | "CARGO_MAKEFLAGS" | "CARGO_NET_OFFLINE" | "CARGO_REGISTRIES_CRATES_IO_PROTOCOL");
-        if leaks || matches!(key.as_str(), "RUSTFLAGS" | "RUSTC" | "RUSTDOC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "TARGET" | "HOST" | "OUT_DIR" | "OPT_LEVEL" | "PROFILE" | "DEBUG" | "NUM_JOBS") {
+        let leaks = key.starts_with("CARGO_")
+            && !matches!(
+                key.as_str(),
+                "CARGO_HOME" | "CARGO_MAKEFLAGS" | "CARGO_NET_OFFLINE" | "CARGO_REGISTRIES_CRATES_IO_PROTOCOL"
+            );
+        if leaks
+            || matches!(
+                key.as_str(),
+                "RUSTFLAGS"
+                    | "RUSTC"
+                    | "RUSTDOC"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "TARGET"
+                    | "HOST"
+                    | "OUT_DIR"
+                    | "OPT_LEVEL"
+                    | "PROFILE"
+                    | "DEBUG"
+                    | "NUM_JOBS"
+            )
+        {
             cargo.env_remove(&key);
         }
     }
@@ -54,8 +83,5 @@ fn main() {
 fn locked_version(lock: &Path, package: &str) -> String {
     let text = std::fs::read_to_string(lock).unwrap_or_default();
     let needle = format!("name = \"{package}\"\nversion = \"");
-    text.find(&needle)
-        .and_then(|at| text[at + needle.len()..].split('"').next())
-        .unwrap_or("unknown")
-        .to_owned()
+    text.find(&needle).and_then(|at| text[at + needle.len()..].split('"').next()).unwrap_or("unknown").to_owned()
 }

@@ -51,7 +51,10 @@ fn native_input() -> scorer_logic::Input {
         dirty_paths: 0,
         operation: None,
         changed_paths: 4,
-        signals: vec![scorer_logic::SignalInput { key: "lockfile-changed".into(), severity: scorer_logic::Severity::Warning }],
+        signals: vec![scorer_logic::SignalInput {
+            key: "lockfile-changed".into(),
+            severity: scorer_logic::Severity::Warning,
+        }],
         rollback_rate_ppm: 0,
         failure_probability_ppm: 166_666,
         confidence_ppm: 500_000,
@@ -66,12 +69,19 @@ fn benches(c: &mut Criterion) {
     let policy = Policy::starter();
     let set = PluginSet::load(home.path(), &home.path().join("policy.json"), &policy).expect("load plugins");
     let input = score_input();
-    assert_eq!(set.call(PluginKind::RiskScorer, &input, 1_700_000_000, None).outcome, hermes::plugin::call::CallOutcome::Ok);
+    assert_eq!(
+        set.call(PluginKind::RiskScorer, &input, 1_700_000_000, None).outcome,
+        hermes::plugin::call::CallOutcome::Ok
+    );
 
     let mut group = c.benchmark_group("scorer");
-    group.bench_function("wasm-fresh-instance", |b| b.iter(|| black_box(set.call(PluginKind::RiskScorer, black_box(&input), 1_700_000_000, None))));
+    group.bench_function("wasm-fresh-instance", |b| {
+        b.iter(|| black_box(set.call(PluginKind::RiskScorer, black_box(&input), 1_700_000_000, None)))
+    });
     let native = native_input();
-    group.bench_function("native", |b| b.iter(|| black_box(scorer_logic::score(black_box(&native), &scorer_logic::Config::BASELINE))));
+    group.bench_function("native", |b| {
+        b.iter(|| black_box(scorer_logic::score(black_box(&native), &scorer_logic::Config::BASELINE)))
+    });
     group.finish();
 
     let bytes = builtin(PluginKind::RiskScorer).bytes;
@@ -84,7 +94,10 @@ fn benches(c: &mut Criterion) {
         })
     });
     let cache_dir = home.path().join("cache");
-    PluginEngine::new(Some(ComponentCache::open(&cache_dir).expect("cache"))).expect("engine").load(bytes, "bench").expect("warm up");
+    PluginEngine::new(Some(ComponentCache::open(&cache_dir).expect("cache")))
+        .expect("engine")
+        .load(bytes, "bench")
+        .expect("warm up");
     group.bench_function("warm", |b| {
         b.iter(|| {
             let engine = PluginEngine::new(Some(ComponentCache::open(&cache_dir).expect("cache"))).expect("engine");

@@ -86,10 +86,7 @@ mod tests {
     #[test]
     fn keys_sorted_and_no_whitespace() {
         let v = json!({"b": 1, "a": {"z": [1, 2, {"y": null, "x": true}], "c": "s\n"}});
-        assert_eq!(
-            to_canonical_string(&v),
-            r#"{"a":{"c":"s\n","z":[1,2,{"x":true,"y":null}]},"b":1}"#
-        );
+        assert_eq!(to_canonical_string(&v), r#"{"a":{"c":"s\n","z":[1,2,{"x":true,"y":null}]},"b":1}"#);
     }
 
     #[test]
@@ -102,9 +99,6 @@ mod tests {
 
     #[test]
     fn sha256_of_empty_input() {
-        assert_eq!(
-            sha256_hex(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

@@ -54,11 +54,31 @@ pub const DEMO_REPOS: &[DemoRepo] = &[
     DemoRepo { name: "web", depends_on: &["api"], scenario: Scenario::UpToDate, expect: "noop: already up to date" },
     DemoRepo { name: "api", depends_on: &["core"], scenario: Scenario::Behind(1), expect: "upgraded after core" },
     DemoRepo { name: "core", depends_on: &[], scenario: Scenario::Behind(2), expect: "upgraded first (depth 0)" },
-    DemoRepo { name: "notes", depends_on: &[], scenario: Scenario::DirtyBehind, expect: "deferred: uncommitted change, left untouched" },
+    DemoRepo {
+        name: "notes",
+        depends_on: &[],
+        scenario: Scenario::DirtyBehind,
+        expect: "deferred: uncommitted change, left untouched",
+    },
     DemoRepo { name: "tools", depends_on: &[], scenario: Scenario::Diverged, expect: "blocked: diverged history" },
-    DemoRepo { name: "deploy", depends_on: &["tools"], scenario: Scenario::Behind(1), expect: "blocked: its dependency tools is blocked" },
-    DemoRepo { name: "vendor", depends_on: &[], scenario: Scenario::Unreachable, expect: "deferred: remote unreachable (transient)" },
-    DemoRepo { name: "docs", depends_on: &[], scenario: Scenario::AheadOnly, expect: "noop: local commit not pushed, nothing to pull" },
+    DemoRepo {
+        name: "deploy",
+        depends_on: &["tools"],
+        scenario: Scenario::Behind(1),
+        expect: "blocked: its dependency tools is blocked",
+    },
+    DemoRepo {
+        name: "vendor",
+        depends_on: &[],
+        scenario: Scenario::Unreachable,
+        expect: "deferred: remote unreachable (transient)",
+    },
+    DemoRepo {
+        name: "docs",
+        depends_on: &[],
+        scenario: Scenario::AheadOnly,
+        expect: "noop: local commit not pushed, nothing to pull",
+    },
 ];
 
 /// URL of a remote nobody serves (TCP port 9, discard, is closed on a normal host).
@@ -110,7 +130,14 @@ fn build_repo(dir: &Path, spec: &DemoRepo, salt: i64) -> Result<(), git2::Error>
     };
     for i in 0..upstream_commits {
         let file = format!("src/change_{i}.txt");
-        head = commit(&bare, Some(head), &file, &format!("upstream change {i}\n"), &format!("upstream change {i}"), tick())?;
+        head = commit(
+            &bare,
+            Some(head),
+            &file,
+            &format!("upstream change {i}\n"),
+            &format!("upstream change {i}"),
+            tick(),
+        )?;
     }
     match spec.scenario {
         Scenario::DirtyBehind => {
@@ -131,7 +158,14 @@ fn build_repo(dir: &Path, spec: &DemoRepo, salt: i64) -> Result<(), git2::Error>
 
 /// Commits `path` = `contents` on top of `parent` and moves the repo's `main`
 /// branch there (works for bare and non-bare repositories alike).
-fn commit(repo: &Repository, parent: Option<Oid>, path: &str, contents: &str, message: &str, time: i64) -> Result<Oid, git2::Error> {
+fn commit(
+    repo: &Repository,
+    parent: Option<Oid>,
+    path: &str,
+    contents: &str,
+    message: &str,
+    time: i64,
+) -> Result<Oid, git2::Error> {
     let sig = Signature::new("Hermes Demo", "demo@hermes.invalid", &Time::new(time, 0))?;
     let blob = repo.blob(contents.as_bytes())?;
     let parent_commit = parent.map(|p| repo.find_commit(p)).transpose()?;

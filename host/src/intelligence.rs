@@ -201,7 +201,9 @@ impl RuntimeIntelligence {
             Some(EventKind::ApplyFailed) => Some(Step::ApplyFailed),
             // A rollback that did not succeed (`"ok": false`) leaves the
             // attempt failed but not rolled back.
-            Some(EventKind::RolledBack) if event.payload.get("ok") == Some(&Value::Bool(false)) => Some(Step::ApplyFailed),
+            Some(EventKind::RolledBack) if event.payload.get("ok") == Some(&Value::Bool(false)) => {
+                Some(Step::ApplyFailed)
+            }
             Some(EventKind::RolledBack) => Some(Step::RolledBack),
             Some(EventKind::RepoDeferred | EventKind::RepoBlocked | EventKind::RepoNoop) => None,
             _ => return,
@@ -358,12 +360,7 @@ fn ppm(num: u64, den: u64) -> u32 {
 
 /// The repository an outcome event is about.
 fn repo_of(event: &HermesEvent) -> &str {
-    event
-        .payload
-        .get("repo")
-        .and_then(Value::as_str)
-        .filter(|name| !name.is_empty())
-        .unwrap_or(&event.subject)
+    event.payload.get("repo").and_then(Value::as_str).filter(|name| !name.is_empty()).unwrap_or(&event.subject)
 }
 
 /// Hour of day (UTC) of an RFC 3339 time.
@@ -395,7 +392,10 @@ mod tests {
 
     /// Events from (tick, kind, repo, hour) with seq 1, 2, ...
     fn events(spec: &[(&str, EventKind, &str, u8)]) -> Vec<HermesEvent> {
-        spec.iter().enumerate().map(|(i, (tick, kind, repo, hour))| event(i as u64 + 1, tick, *kind, repo, *hour)).collect()
+        spec.iter()
+            .enumerate()
+            .map(|(i, (tick, kind, repo, hour))| event(i as u64 + 1, tick, *kind, repo, *hour))
+            .collect()
     }
 
     use EventKind::{ApplyFailed, RepoBlocked, RepoDeferred, RepoNoop, RepoUpgraded, RolledBack};
@@ -478,7 +478,8 @@ mod tests {
 
     #[test]
     fn a_rollback_in_a_later_tick_is_an_attempt_of_its_own() {
-        let evs = events(&[("t1", RepoUpgraded, "api", 1), ("t2", RolledBack, "api", 2), ("t2", RepoDeferred, "api", 2)]);
+        let evs =
+            events(&[("t1", RepoUpgraded, "api", 1), ("t2", RolledBack, "api", 2), ("t2", RepoDeferred, "api", 2)]);
         let api = &RuntimeIntelligence::rebuild(&evs).repos["api"];
         assert_eq!((api.attempts, api.successes, api.failures, api.rollbacks), (2, 1, 1, 1));
         assert_eq!(api.rollback_rate_ppm, 500_000);
@@ -620,7 +621,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path()).unwrap();
         assert!(RuntimeIntelligence::read(&store).unwrap().is_none());
-        let evs = events(&[("t1", RepoUpgraded, "api", 1), ("t2", ApplyFailed, "web", 4), ("t2", RolledBack, "web", 4)]);
+        let evs =
+            events(&[("t1", RepoUpgraded, "api", 1), ("t2", ApplyFailed, "web", 4), ("t2", RolledBack, "web", 4)]);
         let intel = RuntimeIntelligence::rebuild(&evs);
         let head = LedgerHead { seq: 3, hash: "ab".repeat(32) };
         intel.write(&store, "2025-03-04T05:00:00.000Z", &head).unwrap();
@@ -656,7 +658,9 @@ mod tests {
         let clock = Clock::Fixed("2025-03-04T13:05:00Z".parse().unwrap());
         let mut ledger = EventLedger::open(store.dir(), dir.path(), clock).unwrap();
         let mut written = Vec::new();
-        for (tick, kind, repo) in [("t1", RepoUpgraded, "api"), ("t1", EventKind::CycleFinished, "cycle"), ("t2", ApplyFailed, "api")] {
+        for (tick, kind, repo) in
+            [("t1", RepoUpgraded, "api"), ("t1", EventKind::CycleFinished, "cycle"), ("t2", ApplyFailed, "api")]
+        {
             written.push(ledger.append(tick, kind, repo, json!({ "repo": repo })).unwrap());
         }
         let (intel, head) = RuntimeIntelligence::rebuild_from_ledger(&store).unwrap();
@@ -665,7 +669,8 @@ mod tests {
         assert_eq!((intel.repos["api"].attempts, intel.repos["api"].hourly_attempts[13]), (2, 2));
     }
 
-    const KINDS: [EventKind; 7] = [RepoUpgraded, ApplyFailed, RolledBack, RepoDeferred, RepoBlocked, RepoNoop, EventKind::CycleFinished];
+    const KINDS: [EventKind; 7] =
+        [RepoUpgraded, ApplyFailed, RolledBack, RepoDeferred, RepoBlocked, RepoNoop, EventKind::CycleFinished];
 
     /// (repo index, kind index, start a new tick?, hour)
     fn arb_steps() -> impl Strategy<Value = Vec<(usize, usize, bool, u8)>> {

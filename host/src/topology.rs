@@ -262,16 +262,27 @@ impl RuntimeTopologyGraph {
             let id = repo_id(&repo.name);
             for dep in &repo.depends_on {
                 if !repo_names.contains(dep.as_str()) {
-                    add_node(NodeKind::Repo, 0, repo_id(dep), dep.clone(), BTreeMap::from([("missing".to_owned(), json!(true))]));
+                    add_node(
+                        NodeKind::Repo,
+                        0,
+                        repo_id(dep),
+                        dep.clone(),
+                        BTreeMap::from([("missing".to_owned(), json!(true))]),
+                    );
                 }
                 edges.entry((EdgeKind::DependsOn, id.clone(), repo_id(dep))).or_default();
             }
             for remote in &repo.remotes {
                 let (remote_id, label, attrs) = match &remote.url {
-                    Some(url) => (format!("remote:{url}"), url.clone(), BTreeMap::from([("url".to_owned(), json!(url))])),
+                    Some(url) => {
+                        (format!("remote:{url}"), url.clone(), BTreeMap::from([("url".to_owned(), json!(url))]))
+                    }
                     None => {
                         let label = format!("{}/{}", repo.name, remote.name);
-                        let attrs = BTreeMap::from([("repo".to_owned(), json!(repo.name)), ("remote".to_owned(), json!(remote.name))]);
+                        let attrs = BTreeMap::from([
+                            ("repo".to_owned(), json!(repo.name)),
+                            ("remote".to_owned(), json!(remote.name)),
+                        ]);
                         (format!("remote:{label}"), label, attrs)
                     }
                 };
@@ -281,7 +292,13 @@ impl RuntimeTopologyGraph {
             }
             if let Some(lane) = repo.lane {
                 let lane_id = format!("lane:{lane}");
-                add_node(NodeKind::Lane, u64::from(lane), lane_id.clone(), format!("lane {lane}"), BTreeMap::from([("index".to_owned(), json!(lane))]));
+                add_node(
+                    NodeKind::Lane,
+                    u64::from(lane),
+                    lane_id.clone(),
+                    format!("lane {lane}"),
+                    BTreeMap::from([("index".to_owned(), json!(lane))]),
+                );
                 edges.entry((EdgeKind::ScheduledIn, id.clone(), lane_id.clone())).or_default();
                 edges.entry((EdgeKind::ScheduledIn, lane_id, job_id.clone())).or_default();
             }
@@ -305,10 +322,17 @@ impl RuntimeTopologyGraph {
         let position: BTreeMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
         let mut edges: Vec<(usize, usize, Edge)> = edges
             .into_iter()
-            .map(|((kind, from, to), attrs)| (position[from.as_str()], position[to.as_str()], Edge { from, to, kind, attrs }))
+            .map(|((kind, from, to), attrs)| {
+                (position[from.as_str()], position[to.as_str()], Edge { from, to, kind, attrs })
+            })
             .collect();
         edges.sort_by_key(|(from, to, edge)| (edge.kind, *from, *to));
-        Self { format: GRAPH_FORMAT, tick: tick.to_owned(), nodes, edges: edges.into_iter().map(|(_, _, e)| e).collect() }
+        Self {
+            format: GRAPH_FORMAT,
+            tick: tick.to_owned(),
+            nodes,
+            edges: edges.into_iter().map(|(_, _, e)| e).collect(),
+        }
     }
 
     /// The node with id `id`.
@@ -320,7 +344,11 @@ impl RuntimeTopologyGraph {
     pub fn to_dot(&self) -> String {
         let mut out = String::new();
         out.push_str("digraph \"hermes-topology\" {\n");
-        let _ = writeln!(out, "  graph [label={}, labelloc=\"t\", rankdir=\"LR\"];", quote(&format!("topology of tick {}", self.tick)));
+        let _ = writeln!(
+            out,
+            "  graph [label={}, labelloc=\"t\", rankdir=\"LR\"];",
+            quote(&format!("topology of tick {}", self.tick))
+        );
         out.push_str("  node [fontname=\"Helvetica\"];\n");
         out.push_str("  edge [fontname=\"Helvetica\", fontsize=\"10\"];\n");
         for node in &self.nodes {
@@ -331,7 +359,8 @@ impl RuntimeTopologyGraph {
             if node.attrs.get("missing") == Some(&Value::Bool(true)) {
                 label = format!("{label}\n(not registered)");
             }
-            let _ = writeln!(out, "  {} [label={}, shape=\"{}\"];", quote(&node.id), quote(&label), node.kind.dot_shape());
+            let _ =
+                writeln!(out, "  {} [label={}, shape=\"{}\"];", quote(&node.id), quote(&label), node.kind.dot_shape());
         }
         for edge in &self.edges {
             let mut label = edge.kind.as_str().to_owned();
@@ -439,7 +468,13 @@ mod tests {
                 Some("upgrade"),
                 Some(0),
             ),
-            repo("lib", &[], vec![remote("origin", Some("https://git.example/lib.git"), "primary", true)], Some("noop"), None),
+            repo(
+                "lib",
+                &[],
+                vec![remote("origin", Some("https://git.example/lib.git"), "primary", true)],
+                Some("noop"),
+                None,
+            ),
             repo(
                 "web",
                 &["api"],
@@ -512,11 +547,7 @@ mod tests {
         assert_eq!(lease_api.attrs["fencing_token"], json!(7));
         assert_eq!(lease_api.attrs["held_by_this_tick"], json!(true));
         assert_eq!(graph.node("lease:web").unwrap().attrs["held_by_this_tick"], json!(false));
-        let web_remote = graph
-            .edges
-            .iter()
-            .find(|e| e.from == "repo:web" && e.kind == EdgeKind::UsesRemote)
-            .unwrap();
+        let web_remote = graph.edges.iter().find(|e| e.from == "repo:web" && e.kind == EdgeKind::UsesRemote).unwrap();
         assert_eq!(web_remote.attrs["names"], json!(["cache", "origin"]));
         assert_eq!(web_remote.attrs["roles"], json!(["cache", "origin"]));
         assert_eq!(web_remote.attrs["selected"], json!(true));
@@ -534,7 +565,8 @@ mod tests {
         let graph = RuntimeTopologyGraph::build("tick-1", "upgrade-cycle", &repos, &leases);
         let value = serde_json::to_value(&graph).unwrap();
         assert_eq!(value["nodes"][0]["kind"], json!("repo"));
-        let kinds: BTreeSet<&str> = value["edges"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        let kinds: BTreeSet<&str> =
+            value["edges"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
         assert_eq!(kinds, BTreeSet::from(["depends-on", "uses-remote", "holds-lease", "scheduled-in"]));
         // Only uses-remote edges carry attrs.
         for e in value["edges"].as_array().unwrap() {
@@ -652,12 +684,22 @@ mod tests {
         assert!(dot.contains(r#""repo:we\"ird""#));
         assert!(dot.contains(r#""repo:back\\slash""#));
 
-        match std::process::Command::new("dot").arg("-Tsvg").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn() {
+        match std::process::Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
             Ok(mut child) => {
                 use std::io::Write;
                 child.stdin.take().unwrap().write_all(dot.as_bytes()).unwrap();
                 let output = child.wait_with_output().unwrap();
-                assert!(output.status.success(), "dot -Tsvg failed: {}\n{dot}", String::from_utf8_lossy(&output.stderr));
+                assert!(
+                    output.status.success(),
+                    "dot -Tsvg failed: {}\n{dot}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
                 assert!(String::from_utf8_lossy(&output.stdout).contains("<svg"));
             }
             Err(e) => println!("note: graphviz `dot` is not available ({e}); skipped rendering the DOT output"),
@@ -712,27 +754,32 @@ mod tests {
     }
 
     fn arb_lease() -> impl Strategy<Value = LeaseInput> {
-        (arb_name(), prop::sample::select(vec!["t1", "t2"]), 0u64..5)
-            .prop_map(|(k, t, f)| lease(&k, t, f))
+        (arb_name(), prop::sample::select(vec!["t1", "t2"]), 0u64..5).prop_map(|(k, t, f)| lease(&k, t, f))
     }
 
     type Input = (Vec<RepoInput>, Vec<LeaseInput>);
 
     /// An input and a permutation of it (outer and inner lists shuffled).
     fn arb_input_and_permutation() -> impl Strategy<Value = (Input, Input)> {
-        (prop::collection::vec(arb_repo(), 0..6), prop::collection::vec(arb_lease(), 0..4)).prop_flat_map(|(repos, leases)| {
-            let shuffled_repos = Just(repos.clone()).prop_shuffle().prop_flat_map(|rs| {
-                rs.into_iter()
-                    .map(|r| {
-                        let deps = Just(r.depends_on.clone()).prop_shuffle();
-                        let remotes = Just(r.remotes.clone()).prop_shuffle();
-                        (deps, remotes).prop_map(move |(depends_on, remotes)| RepoInput { depends_on, remotes, ..r.clone() })
-                    })
-                    .collect::<Vec<_>>()
-            });
-            let shuffled_leases = Just(leases.clone()).prop_shuffle();
-            (Just((repos, leases)), (shuffled_repos, shuffled_leases))
-        })
+        (prop::collection::vec(arb_repo(), 0..6), prop::collection::vec(arb_lease(), 0..4)).prop_flat_map(
+            |(repos, leases)| {
+                let shuffled_repos = Just(repos.clone()).prop_shuffle().prop_flat_map(|rs| {
+                    rs.into_iter()
+                        .map(|r| {
+                            let deps = Just(r.depends_on.clone()).prop_shuffle();
+                            let remotes = Just(r.remotes.clone()).prop_shuffle();
+                            (deps, remotes).prop_map(move |(depends_on, remotes)| RepoInput {
+                                depends_on,
+                                remotes,
+                                ..r.clone()
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                });
+                let shuffled_leases = Just(leases.clone()).prop_shuffle();
+                (Just((repos, leases)), (shuffled_repos, shuffled_leases))
+            },
+        )
     }
 
     proptest! {

@@ -261,7 +261,8 @@ impl TestEnv {
     pub fn edit_policy(&self, edit: impl FnOnce(&mut Value)) {
         let mut policy = self.policy();
         edit(&mut policy);
-        std::fs::write(self.policy_path(), serde_json::to_string_pretty(&policy).expect("serialize policy")).expect("write policy");
+        std::fs::write(self.policy_path(), serde_json::to_string_pretty(&policy).expect("serialize policy"))
+            .expect("write policy");
     }
 
     /// The ledger's raw bytes (empty if it does not exist).
@@ -322,7 +323,8 @@ pub fn warm_plugin_cache() -> &'static Path {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create warm cache dir");
         let mut copied = 0;
-        for entry in std::fs::read_dir(env.home().join("cache").join("plugins")).expect("plan filled the plugin cache") {
+        for entry in std::fs::read_dir(env.home().join("cache").join("plugins")).expect("plan filled the plugin cache")
+        {
             let entry = entry.expect("dir entry");
             std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy plugin cache entry");
             copied += 1;

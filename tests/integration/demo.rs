@@ -28,7 +28,10 @@ fn demo_upgrades_what_is_safe_and_leaves_the_rest() {
     for name in ["core", "api"] {
         assert_eq!(rev(&repo(name), "HEAD"), rev(&upstream(name), "main"), "{name} is at its upstream head");
         assert_eq!(git_in(&env, &repo(name), &["status", "--porcelain"]), "", "{name}");
-        assert!(git_in(&env, &repo(name), &["reflog", "-1", "main"]).contains("hermes: fast-forward"), "{name} was moved by hermes");
+        assert!(
+            git_in(&env, &repo(name), &["reflog", "-1", "main"]).contains("hermes: fast-forward"),
+            "{name} was moved by hermes"
+        );
     }
 
     let readme = std::fs::read_to_string(repo("notes").join("README.md")).unwrap();

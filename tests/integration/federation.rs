@@ -18,7 +18,8 @@ fn with_dead_primary() -> TestEnv {
     env.git(&repo, &["remote", "set-url", "origin", DEAD]);
     env.push_upstream_commit("app", "a.txt", "one\n");
     env.edit_policy(|p| {
-        p["repos"][0]["remotes"] = json!([{ "name": "origin", "role": "primary" }, { "name": "mirror", "role": "mirror" }]);
+        p["repos"][0]["remotes"] =
+            json!([{ "name": "origin", "role": "primary" }, { "name": "mirror", "role": "mirror" }]);
     });
     env
 }

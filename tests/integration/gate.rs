@@ -26,7 +26,9 @@ fn assert_blocked_by(env: &TestEnv, report: &CycleReport, check: &str) {
     let app = report.repos.iter().find(|r| r.repo == "app").unwrap();
     assert_eq!(app.reason_code, "integrity-gate", "{app:?}");
     assert!(app.reason.contains(check), "{app:?}");
-    let integrity: Value = serde_json::from_str(&std::fs::read_to_string(env.state_path("control_plane_integrity.json")).unwrap()).unwrap();
+    let integrity: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.state_path("control_plane_integrity.json")).unwrap())
+            .unwrap();
     assert_eq!(integrity["data"]["ok"], false);
     let failed: Vec<&str> = integrity["data"]["checks"]
         .as_array()
@@ -43,10 +45,23 @@ fn a_clean_cycle_passes_every_check() {
     let env = behind();
     let report = run_with(&env, |_| {});
     assert_eq!(report.repos[0].reason_code, "behind-upstream");
-    let integrity: Value = serde_json::from_str(&std::fs::read_to_string(env.state_path("control_plane_integrity.json")).unwrap()).unwrap();
+    let integrity: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.state_path("control_plane_integrity.json")).unwrap())
+            .unwrap();
     assert_eq!(integrity["data"]["ok"], true, "{integrity:#}");
-    let names: Vec<&str> = integrity["data"]["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["leases-match-reservations", "leases-unique", "ledger-chain", "views-agree-with-ledger", "policy-digest", "plugin-digests"]);
+    let names: Vec<&str> =
+        integrity["data"]["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "leases-match-reservations",
+            "leases-unique",
+            "ledger-chain",
+            "views-agree-with-ledger",
+            "policy-digest",
+            "plugin-digests"
+        ]
+    );
 }
 
 #[test]
@@ -72,7 +87,9 @@ fn a_plugin_swapped_after_planning_blocks_the_cycle() {
     let scorer = std::path::PathBuf::from(env!("HERMES_PLUGIN_DIR")).join("baseline_scorer.wasm");
     std::fs::copy(&scorer, dir.join("scorer.wasm")).unwrap();
     let digest = hermes::canonical::sha256_hex(&std::fs::read(&scorer).unwrap());
-    env.edit_policy(|p| p["plugins"] = serde_json::json!({ "risk-scorer": { "path": "plugins/scorer.wasm", "sha256": digest } }));
+    env.edit_policy(|p| {
+        p["plugins"] = serde_json::json!({ "risk-scorer": { "path": "plugins/scorer.wasm", "sha256": digest } })
+    });
     let before = env.head("app");
     let report = run_with(&env, |ws| {
         let v2 = std::path::PathBuf::from(env!("HERMES_PLUGIN_DIR")).join("scorer_v2.wasm");
@@ -88,7 +105,8 @@ fn a_ledger_damaged_after_planning_blocks_the_cycle() {
     let before = env.head("app");
     let report = run_with(&env, |ws| {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new().append(true).open(ws.state_dir().join("runtime_events.jsonl")).unwrap();
+        let mut file =
+            std::fs::OpenOptions::new().append(true).open(ws.state_dir().join("runtime_events.jsonl")).unwrap();
         file.write_all(b"{\"not\": \"an event\"}\n").unwrap();
     });
     assert_blocked_by(&env, &report, "ledger-chain");

@@ -20,7 +20,10 @@ fn init_creates_config_and_state() {
     // The schema written next to the policy is the one `policy schema` prints.
     let schema = env.hermes(&["policy", "schema"]);
     schema.assert_status(0);
-    assert_eq!(std::fs::read_to_string(env.home().join("config/runtime_upgrade_policies.schema.json")).unwrap(), schema.stdout);
+    assert_eq!(
+        std::fs::read_to_string(env.home().join("config/runtime_upgrade_policies.schema.json")).unwrap(),
+        schema.stdout
+    );
 }
 
 #[test]
@@ -135,7 +138,8 @@ fn repo_add_stores_paths_inside_the_workspace_relative_to_it() {
 
 #[test]
 fn policy_schema_matches_the_committed_schema() {
-    let committed = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/runtime_upgrade_policies.schema.json"));
+    let committed =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/runtime_upgrade_policies.schema.json"));
     let env = TestEnv::new();
     let out = env.hermes(&["policy", "schema"]);
     out.assert_status(0);
@@ -146,7 +150,11 @@ fn policy_schema_matches_the_committed_schema() {
     }
     let on_disk = std::fs::read_to_string(&committed).unwrap();
     if on_disk != out.stdout {
-        let line = on_disk.lines().zip(out.stdout.lines()).position(|(a, b)| a != b).unwrap_or(on_disk.lines().count().min(out.stdout.lines().count()));
+        let line = on_disk
+            .lines()
+            .zip(out.stdout.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(on_disk.lines().count().min(out.stdout.lines().count()));
         panic!(
             "{} is out of date (first difference at line {}: committed {:?}, generated {:?}); run the tests with HERMES_BLESS=1 and commit it",
             committed.display(),

@@ -78,7 +78,9 @@ fn an_expired_lease_is_taken_over_with_a_higher_token_and_released() {
     let view = leases_view(&env);
     assert_eq!(view["data"]["leases"], json!({}), "no lease outlives the cycle");
     assert!(view["data"]["fencing_high_water"].as_u64().unwrap() >= 43);
-    let consensus: Value = serde_json::from_str(&std::fs::read_to_string(env.state_path("runtime_consensus_state.json")).unwrap()).unwrap();
+    let consensus: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.state_path("runtime_consensus_state.json")).unwrap())
+            .unwrap();
     assert_eq!(consensus["data"]["quorum"], false);
 }
 

@@ -73,8 +73,19 @@ fn assert_contained(env: &TestEnv, outcome: &str) -> Value {
 #[test]
 fn default_plugins_pass_their_fixtures() {
     let env = TestEnv::init();
-    for (name, fixture) in [("baseline_probe", "baseline-probe"), ("baseline_scorer", "baseline-scorer"), ("baseline_selector", "baseline-selector")] {
-        let out = env.hermes(&["plugin", "test", component(name).to_str().unwrap(), "--fixtures", fixtures(fixture).to_str().unwrap(), "--json"]);
+    for (name, fixture) in [
+        ("baseline_probe", "baseline-probe"),
+        ("baseline_scorer", "baseline-scorer"),
+        ("baseline_selector", "baseline-selector"),
+    ] {
+        let out = env.hermes(&[
+            "plugin",
+            "test",
+            component(name).to_str().unwrap(),
+            "--fixtures",
+            fixtures(fixture).to_str().unwrap(),
+            "--json",
+        ]);
         out.assert_status(0);
         let report = out.json();
         assert_eq!(report["failed"], 0, "{report:#}");
@@ -94,7 +105,13 @@ fn plugin_test_reports_a_wrong_expectation() {
     let mut cases: Value = serde_json::from_str(&text).unwrap();
     cases[0]["expect"] = json!({ "ok": { "risk": 999 } });
     std::fs::write(&fixture, cases.to_string()).unwrap();
-    let out = env.hermes(&["plugin", "test", component("baseline_scorer").to_str().unwrap(), "--fixtures", fixture.to_str().unwrap()]);
+    let out = env.hermes(&[
+        "plugin",
+        "test",
+        component("baseline_scorer").to_str().unwrap(),
+        "--fixtures",
+        fixture.to_str().unwrap(),
+    ]);
     out.assert_status(6);
     assert!(out.stdout.contains("FAIL"), "{}", out.stdout);
     assert!(out.stdout.contains("1 failed"), "{}", out.stdout);
@@ -119,7 +136,8 @@ fn the_cycle_uses_the_default_plugins_and_records_every_call() {
     }
     let listed = env.hermes(&["plugin", "list", "--json"]);
     listed.assert_status(0);
-    let sources: Vec<String> = listed.json().as_array().unwrap().iter().map(|p| p["source"].as_str().unwrap().to_owned()).collect();
+    let sources: Vec<String> =
+        listed.json().as_array().unwrap().iter().map(|p| p["source"].as_str().unwrap().to_owned()).collect();
     assert_eq!(sources, ["builtin:baseline-probe", "builtin:baseline-scorer", "builtin:baseline-selector"]);
 }
 
@@ -130,7 +148,8 @@ fn fuel_exhaustion_is_contained_and_deterministic() {
     let call = assert_contained(&env, "out-of-fuel");
     assert_eq!(call["fuel_used"], 2_000_000);
     // The same input exhausts the same fuel at the same point.
-    let again = env.hermes(&["plugin", "test", component("spin_scorer").to_str().unwrap(), "--fuel", "2000000", "--json"]);
+    let again =
+        env.hermes(&["plugin", "test", component("spin_scorer").to_str().unwrap(), "--fuel", "2000000", "--json"]);
     again.assert_status(0);
 }
 
@@ -201,7 +220,16 @@ fn plugins_see_no_environment_and_fixed_clocks_and_randomness() {
     assert!(reason.contains("env-vars=0") && reason.contains("args=0") && reason.contains("HOME=unset"), "{reason}");
 
     // Same input twice in fresh instances: identical clocks and random bytes.
-    let out = env.hermes(&["plugin", "test", component("clock_random_scorer").to_str().unwrap(), "--fixtures", fixtures("baseline-scorer").to_str().unwrap(), "--logical-time", "1700000000", "--json"]);
+    let out = env.hermes(&[
+        "plugin",
+        "test",
+        component("clock_random_scorer").to_str().unwrap(),
+        "--fixtures",
+        fixtures("baseline-scorer").to_str().unwrap(),
+        "--logical-time",
+        "1700000000",
+        "--json",
+    ]);
     let report = out.json();
     for case in report["cases"].as_array().unwrap() {
         let failures: Vec<&str> = case["failures"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
@@ -219,7 +247,8 @@ fn a_probe_cannot_escape_its_read_only_worktree() {
     let status_before = env.git(&env.repo_path("app"), &["status", "--porcelain", "--ignored"]);
     let (code, _) = env.cycle_json();
     assert_eq!(code, 0);
-    let probed: Vec<Value> = env.ledger_events().into_iter().filter(|e| e["kind"] == "repo-probed" && e["subject"] == "app").collect();
+    let probed: Vec<Value> =
+        env.ledger_events().into_iter().filter(|e| e["kind"] == "repo-probed" && e["subject"] == "app").collect();
     let signals = probed[0]["payload"]["signals"].as_array().unwrap().clone();
     assert!(!signals.is_empty());
     for signal in &signals {

@@ -68,7 +68,10 @@ fn invalid_policies_match_their_golden_stderr() {
                 "{name}: stderr differs from {}\n--- expected ---\n{expected}--- actual ---\n{actual}",
                 golden.display()
             )),
-            Err(e) => failures.push(format!("{name}: cannot read {} ({e}); run with HERMES_BLESS=1\n--- actual ---\n{actual}", golden.display())),
+            Err(e) => failures.push(format!(
+                "{name}: cannot read {} ({e}); run with HERMES_BLESS=1\n--- actual ---\n{actual}",
+                golden.display()
+            )),
         }
         // Whatever the wording, every message must say where and what.
         if !actual.contains("$HERMES_HOME/config/runtime_upgrade_policies.json") {

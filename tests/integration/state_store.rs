@@ -16,7 +16,8 @@ fn one_cycle() -> TestEnv {
 }
 
 fn read_json(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+    serde_json::from_slice(&std::fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
 #[test]
@@ -122,7 +123,8 @@ fn summary_view_from_a_newer_hermes_stops_the_cycle_untouched() {
 #[test]
 fn corrupt_plan_summary_and_history_are_kept_aside_and_rewritten() {
     let env = one_cycle();
-    let views = ["global_orchestration_plan.json", "auto_safe_upgrade_summary.json", "auto_safe_upgrade_state_history.jsonl"];
+    let views =
+        ["global_orchestration_plan.json", "auto_safe_upgrade_summary.json", "auto_safe_upgrade_state_history.jsonl"];
     let mut originals = Vec::new();
     for (i, view) in views.iter().enumerate() {
         let garbage = format!("garbage {i} {{\n").into_bytes();

@@ -17,7 +17,11 @@ pub struct Args {
 
 pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
     let clock = Clock::from_env().map_err(|e| CliError::new(ErrorKind::Config, e))?;
-    let report = cycle::run(workspace, CycleOptions { mode: Mode::Execute, fetch: true, clock, before_gate: None }, &progress())?;
+    let report = cycle::run(
+        workspace,
+        CycleOptions { mode: Mode::Execute, fetch: true, clock, before_gate: None },
+        &progress(),
+    )?;
     if args.json {
         print_json(&report)?;
     } else {

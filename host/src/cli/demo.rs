@@ -31,11 +31,17 @@ pub fn run(args: Args) -> Result<ExitStatus, CliError> {
     };
     let workspace = Workspace::new(&dir);
     demo::build(workspace.home()).map_err(|e| match e {
-        demo::DemoError::NotEmpty(_) => CliError::new(ErrorKind::State, e.to_string()).hint("pass --dir with a new directory"),
+        demo::DemoError::NotEmpty(_) => {
+            CliError::new(ErrorKind::State, e.to_string()).hint("pass --dir with a new directory")
+        }
         demo::DemoError::Build { .. } => CliError::new(ErrorKind::Internal, e.to_string()),
     })?;
     let clock = Clock::from_env().map_err(|e| CliError::new(ErrorKind::Config, e))?;
-    let report = cycle::run(&workspace, CycleOptions { mode: Mode::Execute, fetch: true, clock, before_gate: None }, &progress())?;
+    let report = cycle::run(
+        &workspace,
+        CycleOptions { mode: Mode::Execute, fetch: true, clock, before_gate: None },
+        &progress(),
+    )?;
     if args.json {
         print_json(&report)?;
         return Ok(ExitStatus::Success);
@@ -44,7 +50,11 @@ pub fn run(args: Args) -> Result<ExitStatus, CliError> {
     println!("Hermes demo workspace: {home}\n");
     println!("It holds {} real git repositories, each with a bare upstream in upstream/:", DEMO_REPOS.len());
     for spec in DEMO_REPOS {
-        let deps = if spec.depends_on.is_empty() { String::new() } else { format!(" (depends on {})", spec.depends_on.join(", ")) };
+        let deps = if spec.depends_on.is_empty() {
+            String::new()
+        } else {
+            format!(" (depends on {})", spec.depends_on.join(", "))
+        };
         println!("  {:<7} {}{deps}", spec.name, spec.expect);
     }
     println!("\nOne `hermes cycle` later:\n");
@@ -57,7 +67,9 @@ pub fn run(args: Args) -> Result<ExitStatus, CliError> {
     println!("\nTry:");
     println!("  hermes --home {home} verify     check the ledger's hash chain");
     println!("  hermes --home {home} plan       plan again (nothing changes)");
-    println!("  hermes --home {home} cycle      a second cycle: nothing left to upgrade (a third has the same decision hash)");
+    println!(
+        "  hermes --home {home} cycle      a second cycle: nothing left to upgrade (a third has the same decision hash)"
+    );
     println!("  git -C {home}/repos/core log --oneline");
     Ok(ExitStatus::Success)
 }

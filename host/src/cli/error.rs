@@ -130,8 +130,9 @@ impl From<CycleError> for CliError {
             CycleError::Ledger(e) => e.into(),
             CycleError::Resource(e) => CliError::new(ErrorKind::Config, e.to_string())
                 .hint("check `resources.telemetry_override` in the policy and the file it names"),
-            CycleError::Coordination(e) => CliError::new(ErrorKind::State, e.to_string())
-                .hint("the lease table is kept in state/coordination_leases.json; a corrupt one is kept for inspection"),
+            CycleError::Coordination(e) => CliError::new(ErrorKind::State, e.to_string()).hint(
+                "the lease table is kept in state/coordination_leases.json; a corrupt one is kept for inspection",
+            ),
             CycleError::Plugins(PluginSetError::Policy(e)) => e.into(),
             CycleError::Plugins(PluginSetError::Plugin(e)) => CliError::new(ErrorKind::Config, e.to_string())
                 .hint("check the plugin with `hermes plugin test FILE`; the policy's `plugins` section selects it"),

@@ -34,7 +34,12 @@ pub fn run(workspace: &Workspace, command: Command) -> Result<ExitStatus, CliErr
                     "repos": repos,
                 }))?;
             } else {
-                println!("{}: ok, {} repositories, digest {}", workspace.policy_path().display(), repos.len(), policy.digest());
+                println!(
+                    "{}: ok, {} repositories, digest {}",
+                    workspace.policy_path().display(),
+                    repos.len(),
+                    policy.digest()
+                );
             }
         }
     }

@@ -50,7 +50,11 @@ pub fn cycle_table(report: &CycleReport) -> String {
         Mode::Plan => "plan".to_owned(),
         Mode::Execute => {
             let counts: Vec<String> = report.counts().iter().map(|(o, n)| format!("{n} {}", o.as_str())).collect();
-            format!("cycle {}: {}", report.tick, if counts.is_empty() { "no repositories".into() } else { counts.join(", ") })
+            format!(
+                "cycle {}: {}",
+                report.tick,
+                if counts.is_empty() { "no repositories".into() } else { counts.join(", ") }
+            )
         }
     };
     out.push_str(&format!("\n{what}\ndecision hash {}\n", report.decision_hash));

@@ -249,10 +249,7 @@ mod tests {
     fn the_policy_section_has_documented_defaults() {
         let policy: CoordinationPolicy = serde_json::from_str("{}").unwrap();
         assert_eq!(policy, CoordinationPolicy::default());
-        assert_eq!(
-            (policy.lease_ttl_secs, policy.lock_delay_secs, policy.remote_budget_default),
-            (900, 5, 4)
-        );
+        assert_eq!((policy.lease_ttl_secs, policy.lock_delay_secs, policy.remote_budget_default), (900, 5, 4));
         assert!(policy.remote_budgets.is_empty());
         assert!(policy.is_default());
         assert_eq!(policy.problem(), None);
@@ -265,7 +262,8 @@ mod tests {
 
     #[test]
     fn the_policy_section_round_trips_and_feeds_the_budget() {
-        let json = r#"{"lease_ttl_secs":60,"lock_delay_secs":0,"remote_budget_default":2,"remote_budgets":{"mirror":1}}"#;
+        let json =
+            r#"{"lease_ttl_secs":60,"lock_delay_secs":0,"remote_budget_default":2,"remote_budgets":{"mirror":1}}"#;
         let policy: CoordinationPolicy = serde_json::from_str(json).unwrap();
         assert!(!policy.is_default());
         assert_eq!(serde_json::to_string(&policy).unwrap(), json);
@@ -291,8 +289,20 @@ mod tests {
         assert_eq!(with(|p| p.lock_delay_secs = MAX_LOCK_DELAY_SECS + 1).as_deref(), Some("lock_delay_secs"));
         assert_eq!(with(|p| p.remote_budget_default = 0).as_deref(), Some("remote_budget_default"));
         assert_eq!(with(|p| p.remote_budget_default = MAX_REMOTE_BUDGET + 1).as_deref(), Some("remote_budget_default"));
-        assert_eq!(with(|p| { p.remote_budgets.insert("mirror".into(), 0); }).as_deref(), Some("remote_budgets.mirror"));
-        assert_eq!(with(|p| { p.remote_budgets.insert(" ".into(), 1); }).as_deref(), Some("remote_budgets"));
+        assert_eq!(
+            with(|p| {
+                p.remote_budgets.insert("mirror".into(), 0);
+            })
+            .as_deref(),
+            Some("remote_budgets.mirror")
+        );
+        assert_eq!(
+            with(|p| {
+                p.remote_budgets.insert(" ".into(), 1);
+            })
+            .as_deref(),
+            Some("remote_budgets")
+        );
         assert_eq!(with(|p| p.lock_delay_secs = 0), None);
         let (_, problem) = CoordinationPolicy { lease_ttl_secs: 0, ..CoordinationPolicy::default() }.problem().unwrap();
         assert_eq!(problem, "0 is out of range; expected 1 to 604800 seconds");

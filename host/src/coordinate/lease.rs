@@ -74,10 +74,13 @@ impl LeaseTable {
             if &lease.key != key {
                 return Err(format!("lease under key {key:?} says its key is {:?}", lease.key));
             }
-            for (field, value) in
-                [("acquired_at", &lease.acquired_at), ("renewed_at", &lease.renewed_at), ("expires_at", &lease.expires_at)]
-            {
-                parse_time(value).map_err(|e| format!("lease {key:?}: {field} {value:?} is not an RFC 3339 time: {e}"))?;
+            for (field, value) in [
+                ("acquired_at", &lease.acquired_at),
+                ("renewed_at", &lease.renewed_at),
+                ("expires_at", &lease.expires_at),
+            ] {
+                parse_time(value)
+                    .map_err(|e| format!("lease {key:?}: {field} {value:?} is not an RFC 3339 time: {e}"))?;
             }
             let token = lease.fencing_token;
             if token == 0 || token > self.fencing_high_water {
@@ -164,7 +167,10 @@ impl<'s> LeaseManager<'s> {
                     Acquire::Renewed { lease }
                 } else if mine {
                     let transitions = current.transitions;
-                    Acquire::Granted { lease: self.grant(&mut table, key, now, expires, transitions)?, takeover_of: None }
+                    Acquire::Granted {
+                        lease: self.grant(&mut table, key, now, expires, transitions)?,
+                        takeover_of: None,
+                    }
                 } else if now < add_secs(current_expiry, self.lock_delay_secs)? {
                     return Ok(Acquire::Conflict { held_by: current.clone() });
                 } else {
@@ -182,7 +188,13 @@ impl<'s> LeaseManager<'s> {
     }
 
     /// Extends the caller's active lease on `key` by the TTL from `now`.
-    pub fn renew(&self, key: &str, token: u64, now: DateTime<Utc>, ledger_head: &LedgerHead) -> Result<Lease, CoordError> {
+    pub fn renew(
+        &self,
+        key: &str,
+        token: u64,
+        now: DateTime<Utc>,
+        ledger_head: &LedgerHead,
+    ) -> Result<Lease, CoordError> {
         let _lock = self.lock()?;
         let mut table = self.load()?;
         self.fence(&table, key, token, now)?;
@@ -195,7 +207,13 @@ impl<'s> LeaseManager<'s> {
     }
 
     /// Releases the caller's active lease on `key`; returns it as it was.
-    pub fn release(&self, key: &str, token: u64, now: DateTime<Utc>, ledger_head: &LedgerHead) -> Result<Lease, CoordError> {
+    pub fn release(
+        &self,
+        key: &str,
+        token: u64,
+        now: DateTime<Utc>,
+        ledger_head: &LedgerHead,
+    ) -> Result<Lease, CoordError> {
         let _lock = self.lock()?;
         let mut table = self.load()?;
         self.fence(&table, key, token, now)?;

@@ -168,7 +168,10 @@ fn renew_extends_the_lease_from_now() {
     let a = manager(&store, 1);
     a.acquire("api", t(0), &head()).unwrap();
     let lease = a.renew("api", 1, t(50), &head()).unwrap();
-    assert_eq!((lease.fencing_token, lease.renewed_at.as_str(), lease.expires_at.as_str()), (1, &*stamp(50), &*stamp(110)));
+    assert_eq!(
+        (lease.fencing_token, lease.renewed_at.as_str(), lease.expires_at.as_str()),
+        (1, &*stamp(50), &*stamp(110))
+    );
     assert_eq!(a.snapshot().unwrap().leases["api"], lease);
     a.check_fence("api", 1, t(109)).unwrap();
     assert_eq!(stale(a.check_fence("api", 1, t(110))), ("api".into(), 1, None));
@@ -402,7 +405,10 @@ fn corrupt_views_are_errors_naming_the_file_and_are_left_byte_identical() {
         ),
         (
             "bad time",
-            envelope_with(&format!(r#"{{"leases":{{"api":{}}},"fencing_high_water":2}}"#, lease_json("api", 1, "soon"))),
+            envelope_with(&format!(
+                r#"{{"leases":{{"api":{}}},"fencing_high_water":2}}"#,
+                lease_json("api", 1, "soon")
+            )),
         ),
         (
             "duplicate token",
@@ -588,8 +594,13 @@ fn run_interleaving(ops: &[Op]) -> Result<(), TestCaseError> {
         .iter()
         .enumerate()
         .map(|(i, store)| {
-            LeaseManager::new(store, holder(i as u32), Duration::from_secs(P_TTL as u64), Duration::from_secs(P_DELAY as u64))
-                .unwrap()
+            LeaseManager::new(
+                store,
+                holder(i as u32),
+                Duration::from_secs(P_TTL as u64),
+                Duration::from_secs(P_DELAY as u64),
+            )
+            .unwrap()
         })
         .collect();
     let mut model = Model::default();
@@ -611,7 +622,8 @@ fn run_interleaving(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Advance(secs) => now += secs,
             Op::Acquire(h, k) => {
                 let expected = model.acquire(h, k, now);
-                let actual = managers[h].acquire(KEYS[k], at, &head()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let actual =
+                    managers[h].acquire(KEYS[k], at, &head()).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let got = match &actual {
                     Acquire::Granted { lease, takeover_of } => {
                         prop_assert!(
@@ -656,16 +668,26 @@ fn run_interleaving(ops: &[Op]) -> Result<(), TestCaseError> {
                             Op::Release(..) => {
                                 model.leases.remove(&k);
                                 let active = managers[(h + 1) % HOLDERS].active(at).unwrap();
-                                prop_assert!(active.iter().all(|l| l.key != KEYS[k]), "step {step}: released key still active");
+                                prop_assert!(
+                                    active.iter().all(|l| l.key != KEYS[k]),
+                                    "step {step}: released key still active"
+                                );
                             }
                             _ => {}
                         }
                     }
                     (Err(CoordError::StaleFence { key, presented, current }), Err(model_current)) => {
-                        prop_assert_eq!((key.as_str(), presented, current), (KEYS[k], token, model_current), "step {}", step);
+                        prop_assert_eq!(
+                            (key.as_str(), presented, current),
+                            (KEYS[k], token, model_current),
+                            "step {}",
+                            step
+                        );
                     }
                     (result, expected) => {
-                        return Err(TestCaseError::fail(format!("step {step}: {op:?}: got {result:?}, expected {expected:?}")));
+                        return Err(TestCaseError::fail(format!(
+                            "step {step}: {op:?}: got {result:?}, expected {expected:?}"
+                        )));
                     }
                 }
             }
@@ -677,10 +699,8 @@ fn run_interleaving(ops: &[Op]) -> Result<(), TestCaseError> {
         prop_assert_eq!(keys.len(), active.len(), "step {}: two active leases on one key", step);
         let model_active: Vec<(usize, u64)> =
             (0..KEYS.len()).filter_map(|k| model.active(k, now).map(|l| (k, l.token))).collect();
-        let store_active: Vec<(usize, u64)> = active
-            .iter()
-            .map(|l| (KEYS.iter().position(|k| *k == l.key).unwrap(), l.fencing_token))
-            .collect();
+        let store_active: Vec<(usize, u64)> =
+            active.iter().map(|l| (KEYS.iter().position(|k| *k == l.key).unwrap(), l.fencing_token)).collect();
         prop_assert_eq!(store_active, model_active, "step {}", step);
         for (k, key) in KEYS.iter().enumerate() {
             let passing = (0..HOLDERS)

@@ -30,7 +30,13 @@ fn refuse(transient: bool, code: &'static str, message: String) -> ApplyRefusal 
 
 /// Fast-forwards `branch` of the repository at `path` from `expected_head`
 /// to `target`.
-pub fn fast_forward(path: &Path, branch: &str, expected_head: Oid, target: Oid, reflog: &str) -> Result<(), ApplyRefusal> {
+pub fn fast_forward(
+    path: &Path,
+    branch: &str,
+    expected_head: Oid,
+    target: Oid,
+    reflog: &str,
+) -> Result<(), ApplyRefusal> {
     let repo = Repository::open(path).map_err(|e| refuse(false, "not-a-repository", e.message().to_owned()))?;
     let refname = format!("refs/heads/{branch}");
     check_guards(&repo, &refname, expected_head, target)?;
@@ -45,7 +51,11 @@ pub fn roll_back(path: &Path, branch: &str, current: Oid, previous: Oid, reflog:
     let refname = format!("refs/heads/{branch}");
     let head = repo.head().map_err(|e| refuse(false, "head-moved", e.message().to_owned()))?;
     if head.name().ok() != Some(refname.as_str()) || head.target() != Some(current) {
-        return Err(refuse(false, "head-moved", format!("{refname} is no longer at {current}; not rolling back over someone else's change")));
+        return Err(refuse(
+            false,
+            "head-moved",
+            format!("{refname} is no longer at {current}; not rolling back over someone else's change"),
+        ));
     }
     let (dirty, _) = worktree_status(&repo).map_err(|e| refuse(false, "dirty-worktree", e.message().to_owned()))?;
     if dirty > 0 {
@@ -58,7 +68,9 @@ pub fn roll_back(path: &Path, branch: &str, current: Oid, previous: Oid, reflog:
 /// `refname` from `from` to `to` with a compare-and-swap; on failure puts
 /// index and worktree back to HEAD.
 fn move_branch(repo: &Repository, refname: &str, from: Oid, to: Oid, reflog: &str) -> Result<(), ApplyRefusal> {
-    let commit = repo.find_commit(to).map_err(|e| refuse(false, "missing-target", format!("commit {to} not found: {}", e.message())))?;
+    let commit = repo
+        .find_commit(to)
+        .map_err(|e| refuse(false, "missing-target", format!("commit {to} not found: {}", e.message())))?;
     let mut checkout = CheckoutBuilder::new();
     checkout.safe();
     if let Err(e) = repo.checkout_tree(commit.as_object(), Some(&mut checkout)) {
@@ -67,7 +79,11 @@ fn move_branch(repo: &Repository, refname: &str, from: Oid, to: Oid, reflog: &st
     }
     if let Err(e) = repo.reference_matching(refname, to, true, from, reflog) {
         restore(repo);
-        return Err(refuse(false, "ref-update-failed", format!("moving {refname} from {from} to {to} failed: {}", e.message())));
+        return Err(refuse(
+            false,
+            "ref-update-failed",
+            format!("moving {refname} from {from} to {to} failed: {}", e.message()),
+        ));
     }
     Ok(())
 }
@@ -109,7 +125,9 @@ fn check_guards(repo: &Repository, refname: &str, expected_head: Oid, target: Oi
         return Err(refuse(true, "dirty-worktree", format!("{dirty} uncommitted changes appeared since the probe")));
     }
     let fast_forward = target == expected_head
-        || repo.graph_descendant_of(target, expected_head).map_err(|e| refuse(false, "not-fast-forward", e.message().to_owned()))?;
+        || repo
+            .graph_descendant_of(target, expected_head)
+            .map_err(|e| refuse(false, "not-fast-forward", e.message().to_owned()))?;
     if !fast_forward {
         return Err(refuse(false, "not-fast-forward", format!("{target} does not descend from {expected_head}")));
     }

@@ -14,16 +14,16 @@
 //! the reason.
 
 use super::probe::{self, ProbeOptions, RepoProbe};
+use crate::federation::{HealthBook, HealthPolicy};
 use crate::intelligence::RuntimeIntelligence;
 use crate::plugin::PluginKind;
 use crate::plugin::call::{CallOutcome, CallRecord};
 use crate::plugin::set::PluginSet;
 use crate::policy::RepoPolicy;
-use crate::federation::{HealthBook, HealthPolicy};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The risk scorer's verdict.
@@ -68,7 +68,12 @@ pub struct AssessContext<'a> {
 }
 
 /// Assesses one repository.
-pub fn assess(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path, intelligence: &RuntimeIntelligence) -> Assessment {
+pub fn assess(
+    ctx: &AssessContext<'_>,
+    repo: &RepoPolicy,
+    path: &Path,
+    intelligence: &RuntimeIntelligence,
+) -> Assessment {
     let mut calls = Vec::new();
     let mut plugin_failure = None;
 
@@ -84,7 +89,12 @@ pub fn assess(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path, intellige
     }
 
     let facts = repo_facts(&assessment.probe, repo);
-    let record = ctx.plugins.call(PluginKind::RepoProbe, &json!({ "repo": facts, "logical-time": ctx.logical_time }), ctx.logical_time, Some(path));
+    let record = ctx.plugins.call(
+        PluginKind::RepoProbe,
+        &json!({ "repo": facts, "logical-time": ctx.logical_time }),
+        ctx.logical_time,
+        Some(path),
+    );
     match record.output.clone() {
         Some(Value::Array(signals)) => assessment.signals = signals,
         _ => assessment.plugin_failure = Some(fail(&record)),
@@ -163,7 +173,9 @@ fn select_remotes(
     }
     let candidates: Vec<Value> = specs
         .iter()
-        .map(|r| ctx.health.candidate(&health_key(&repo.name, &r.name, urls), &r.name, r.role, ctx.now, ctx.health_policy))
+        .map(|r| {
+            ctx.health.candidate(&health_key(&repo.name, &r.name, urls), &r.name, r.role, ctx.now, ctx.health_policy)
+        })
         .collect();
     let input = json!({ "repo": repo.name, "candidates": candidates, "logical-time": ctx.logical_time });
     let record = ctx.plugins.call(PluginKind::FederationSelector, &input, ctx.logical_time, None);
@@ -179,7 +191,6 @@ fn select_remotes(
     ranking.insert(0, chosen);
     Ok(ranking)
 }
-
 
 /// The WIT `repo-facts` record for a probe.
 pub fn repo_facts(probe: &RepoProbe, repo: &RepoPolicy) -> Value {

@@ -18,13 +18,13 @@
 use super::apply;
 use super::outcome::{Outcome, RepoOutcome};
 use super::plan::{Decision, Plan, Recommendation};
+use super::rollback::RollbackIntelligence;
 use crate::clock::Clock;
 use crate::coordinate::{Lease, LeaseManager};
-use super::rollback::RollbackIntelligence;
 use crate::ledger::{EventKind, EventLedger, LedgerError};
-use crate::state::{LedgerHead, StateStore, ViewName};
 use crate::policy::Policy;
 use crate::process::{self, CommandSpec};
+use crate::state::{LedgerHead, StateStore, ViewName};
 use crate::workspace::Workspace;
 use git2::Oid;
 use serde_json::json;
@@ -57,7 +57,12 @@ pub struct Step<'a> {
 }
 
 /// Carries out one decision; appends its step events to `ledger`.
-pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearance>, ledger: &Mutex<EventLedger>) -> Result<RepoOutcome, LedgerError> {
+pub fn execute(
+    step: &Step<'_>,
+    decision: &Decision,
+    clearance: Option<&Clearance>,
+    ledger: &Mutex<EventLedger>,
+) -> Result<RepoOutcome, LedgerError> {
     // Lanes share the ledger; each append takes the lock for that one event.
     let append = |kind: EventKind, subject: &str, payload: serde_json::Value| -> Result<(), LedgerError> {
         let mut ledger = ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -67,9 +72,10 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
             let mut rollbacks = step.rollbacks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             rollbacks.apply(&event);
             let head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
-            rollbacks
-                .write(step.store, &step.clock.now_rfc3339(), &head)
-                .map_err(|e| LedgerError::Io { path: step.store.path_of(ViewName::RollbackIntelligence.file_name()), source: std::io::Error::other(e) })?;
+            rollbacks.write(step.store, &step.clock.now_rfc3339(), &head).map_err(|e| LedgerError::Io {
+                path: step.store.path_of(ViewName::RollbackIntelligence.file_name()),
+                source: std::io::Error::other(e),
+            })?;
         }
         Ok(())
     };
@@ -118,13 +124,18 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
         decision.head.as_deref().and_then(|h| Oid::from_str(h).ok()),
         decision.target.as_deref().and_then(|t| Oid::from_str(t).ok()),
     ) else {
-        result.settle(Outcome::Failed, "incomplete-probe", "the plan lacks branch, HEAD or target for an upgrade".into());
+        result.settle(
+            Outcome::Failed,
+            "incomplete-probe",
+            "the plan lacks branch, HEAD or target for an upgrade".into(),
+        );
         return Ok(result);
     };
     let path = repo.resolved_path(step.workspace.home());
     let name = &decision.repo;
 
-    append(EventKind::RollbackPlanned,
+    append(
+        EventKind::RollbackPlanned,
         name,
         json!({
             "branch": branch,
@@ -148,7 +159,11 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
         match outcome {
             Ok(run) if run.success() => {}
             Ok(run) => {
-                result.settle(Outcome::Blocked, "canary-failed", format!("canary {:?} {} at {target}", canary.argv, run.describe()));
+                result.settle(
+                    Outcome::Blocked,
+                    "canary-failed",
+                    format!("canary {:?} {} at {target}", canary.argv, run.describe()),
+                );
                 return Ok(result);
             }
             Err(message) => {
@@ -179,7 +194,8 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
         if !run.success() {
             let reflog = format!("hermes: roll back to {head} (tick {})", step.tick);
             let rolled = apply::roll_back(&path, branch, target, head, &reflog);
-            append(EventKind::RolledBack,
+            append(
+                EventKind::RolledBack,
                 name,
                 json!({ "from": target.to_string(), "to": head.to_string(), "ok": rolled.is_ok(), "error": rolled.as_ref().err().map(|r| &r.message) }),
             )?;
@@ -188,21 +204,36 @@ pub fn execute(step: &Step<'_>, decision: &Decision, clearance: Option<&Clearanc
                 Err(refusal) => (target, format!("ROLLBACK FAILED, still at {target}: {}", refusal.message)),
             };
             result.head_after = Some(head_after.to_string());
-            result.settle(Outcome::Failed, "health-check-failed", format!("health check {:?} {}; {note}", health.argv, run.describe()));
+            result.settle(
+                Outcome::Failed,
+                "health-check-failed",
+                format!("health check {:?} {}; {note}", health.argv, run.describe()),
+            );
         }
     }
     Ok(result)
 }
 
 /// Runs the canary in a temporary checkout of `target`.
-fn run_canary(step: &Step<'_>, name: &str, path: &Path, target: Oid, canary: &CommandSpec) -> Result<process::CommandOutcome, String> {
+fn run_canary(
+    step: &Step<'_>,
+    name: &str,
+    path: &Path,
+    target: Oid,
+    canary: &CommandSpec,
+) -> Result<process::CommandOutcome, String> {
     let tmp_root = step.workspace.home().join("tmp");
     std::fs::create_dir_all(&tmp_root).map_err(|e| format!("cannot create {}: {e}", tmp_root.display()))?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("canary-{name}-"))
         .tempdir_in(&tmp_root)
         .map_err(|e| format!("cannot create a canary directory in {}: {e}", tmp_root.display()))?;
-    apply::checkout_into(path, target, dir.path()).map_err(|e| format!("cannot check out {target} for the canary: {e}"))?;
-    let run = process::run(canary, dir.path(), &[("HERMES_REPO", name), ("HERMES_TICK", step.tick), ("HERMES_CANDIDATE", &target.to_string())]);
+    apply::checkout_into(path, target, dir.path())
+        .map_err(|e| format!("cannot check out {target} for the canary: {e}"))?;
+    let run = process::run(
+        canary,
+        dir.path(),
+        &[("HERMES_REPO", name), ("HERMES_TICK", step.tick), ("HERMES_CANDIDATE", &target.to_string())],
+    );
     Ok(run)
 }

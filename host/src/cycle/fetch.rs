@@ -98,17 +98,14 @@ pub fn fetch_branch(repo: &Repository, remote: &str, branch: &str, timeout: Dura
     callbacks.transfer_progress(move |_| Instant::now() < deadline);
     let mut options = FetchOptions::new();
     options.remote_callbacks(callbacks);
-    let refspec = format!("+refs/heads/{branch}:refs/remotes/{}/{branch}", remote.name().ok().flatten().unwrap_or("origin"));
+    let refspec =
+        format!("+refs/heads/{branch}:refs/remotes/{}/{branch}", remote.name().ok().flatten().unwrap_or("origin"));
     remote
         .fetch(&[refspec.as_str()], Some(&mut options), Some("hermes: fetch"))
         .map_err(|e| failure(&e, Instant::now() >= deadline))?;
     let wanted = format!("refs/heads/{branch}");
-    let upstream = remote
-        .list()
-        .map_err(|e| failure(&e, false))?
-        .iter()
-        .find(|head| head.name() == wanted)
-        .map(|head| head.oid());
+    let upstream =
+        remote.list().map_err(|e| failure(&e, false))?.iter().find(|head| head.name() == wanted).map(|head| head.oid());
     Ok(Fetched { upstream })
 }
 
@@ -169,7 +166,9 @@ pub fn classify(error: &git2::Error, past_deadline: bool) -> FetchFailureClass {
             FetchFailureClass::Corrupt
         }
         _ if has(&["corrupt", "protocol", "invalid pack", "unexpected", "bad packet"]) => FetchFailureClass::Corrupt,
-        ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Ssl | ErrorClass::Os => FetchFailureClass::Network,
+        ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Ssl | ErrorClass::Os => {
+            FetchFailureClass::Network
+        }
         _ => FetchFailureClass::Other,
     }
 }

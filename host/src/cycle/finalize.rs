@@ -11,8 +11,8 @@
 //! and the rebuild is recorded as a `state-view-rebuilt` event (a corrupt
 //! file is kept as `<name>.corrupt-<seq>`).
 
-use super::outcome::{Outcome, RepoOutcome};
 use super::CycleReport;
+use super::outcome::{Outcome, RepoOutcome};
 use crate::ledger::{self, EventKind, EventLedger, HermesEvent, LedgerError};
 use crate::state::{LedgerHead, StateError, StateStore, ViewName};
 use serde::{Deserialize, Serialize};
@@ -94,7 +94,11 @@ pub enum FinalizeError {
 
 /// Loads the upgrade state, rebuilding it from the ledger if the view is
 /// missing, stale or corrupt. A view from a newer Hermes is an error.
-pub fn load_upgrade_state(store: &StateStore, ledger: &mut EventLedger, tick: &str) -> Result<UpgradeState, FinalizeError> {
+pub fn load_upgrade_state(
+    store: &StateStore,
+    ledger: &mut EventLedger,
+    tick: &str,
+) -> Result<UpgradeState, FinalizeError> {
     let view = ViewName::UpgradeState;
     let mut reason = match store.read::<UpgradeState>(view) {
         Ok(Some(envelope)) if envelope.ledger_head == *ledger.head() => return Ok(envelope.data),
@@ -139,7 +143,13 @@ pub fn prepare_views(store: &StateStore, ledger: &mut EventLedger, tick: &str) -
 }
 
 /// Moves a corrupt view aside; returns the payload of the event recording it.
-fn quarantine(store: &StateStore, ledger: &EventLedger, view: ViewName, path: &std::path::Path, detail: String) -> Result<serde_json::Value, FinalizeError> {
+fn quarantine(
+    store: &StateStore,
+    ledger: &EventLedger,
+    view: ViewName,
+    path: &std::path::Path,
+    detail: String,
+) -> Result<serde_json::Value, FinalizeError> {
     let aside = store.quarantine(view, ledger.head().seq)?;
     tracing::warn!(path = %path.display(), %detail, aside, "state view is corrupt; kept aside and rebuilt");
     Ok(json!({ "why": "corrupt", "detail": detail, "kept_as": aside }))
@@ -166,10 +176,7 @@ pub fn write_views(
 ) -> Result<(), StateError> {
     store.write(ViewName::UpgradeState, written_at, head, state)?;
     store.write(ViewName::UpgradeSummary, written_at, head, report)?;
-    let line = HistoryLine {
-        tick: report.tick.clone(),
-        decision_hash: report.decision_hash.clone(),
-        counts: report.counts(),
-    };
+    let line =
+        HistoryLine { tick: report.tick.clone(), decision_hash: report.decision_hash.clone(), counts: report.counts() };
     store.append_history(ViewName::UpgradeStateHistory, written_at, head, &line)
 }

@@ -98,14 +98,19 @@ fn leases_match(inputs: &GateInputs<'_>) -> Vec<Check> {
     for (repo, grant) in inputs.grants {
         match inputs.active.iter().find(|l| &l.key == repo) {
             None => problems.push(format!("{repo}: granted token {} but no active lease", grant.fencing_token)),
-            Some(lease) if &lease.holder != inputs.holder || lease.fencing_token != grant.fencing_token => problems.push(format!(
-                "{repo}: granted token {} to tick {}, the active lease has token {} held by tick {}",
-                grant.fencing_token, inputs.holder.tick, lease.fencing_token, lease.holder.tick
-            )),
+            Some(lease) if &lease.holder != inputs.holder || lease.fencing_token != grant.fencing_token => problems
+                .push(format!(
+                    "{repo}: granted token {} to tick {}, the active lease has token {} held by tick {}",
+                    grant.fencing_token, inputs.holder.tick, lease.fencing_token, lease.holder.tick
+                )),
             Some(_) => {}
         }
     }
-    vec![verdict("leases-match-reservations", problems, format!("{} granted reservations have their leases", inputs.grants.len()))]
+    vec![verdict(
+        "leases-match-reservations",
+        problems,
+        format!("{} granted reservations have their leases", inputs.grants.len()),
+    )]
 }
 
 fn leases_unique(active: &[Lease]) -> Vec<Check> {
@@ -133,27 +138,27 @@ fn ledger_and_views(inputs: &GateInputs<'_>) -> Vec<Check> {
     }
     let needed: BTreeSet<u64> = wanted.values().map(|h| h.seq).collect();
     let mut hashes: BTreeMap<u64, String> = BTreeMap::new();
-    let scanned = inputs
-        .store
-        .dir()
-        .open(ledger::LEDGER_FILE)
+    let scanned = inputs.store.dir().open(ledger::LEDGER_FILE).map_err(|e| e.to_string()).and_then(|file| {
+        ledger::scan(BufReader::new(file), inputs.ledger.path(), |event| {
+            if needed.contains(&event.seq) {
+                hashes.insert(event.seq, event.hash.clone());
+            }
+        })
         .map_err(|e| e.to_string())
-        .and_then(|file| {
-            ledger::scan(BufReader::new(file), inputs.ledger.path(), |event| {
-                if needed.contains(&event.seq) {
-                    hashes.insert(event.seq, event.hash.clone());
-                }
-            })
-            .map_err(|e| e.to_string())
-        });
+    });
     let chain = match &scanned {
         Err(problem) => verdict("ledger-chain", vec![problem.clone()], String::new()),
         Ok(scan) if scan.head != head || scan.torn_tail.is_some() => verdict(
             "ledger-chain",
-            vec![format!("the ledger ends at {} {}, this process appended up to {} {}", scan.head.seq, scan.head.hash, head.seq, head.hash)],
+            vec![format!(
+                "the ledger ends at {} {}, this process appended up to {} {}",
+                scan.head.seq, scan.head.hash, head.seq, head.hash
+            )],
             String::new(),
         ),
-        Ok(scan) => verdict("ledger-chain", Vec::new(), format!("{} events verify, head {}", scan.events, scan.head.seq)),
+        Ok(scan) => {
+            verdict("ledger-chain", Vec::new(), format!("{} events verify, head {}", scan.events, scan.head.seq))
+        }
     };
     let mut problems = Vec::new();
     for (view, at) in &wanted {
@@ -162,7 +167,12 @@ fn ledger_and_views(inputs: &GateInputs<'_>) -> Vec<Check> {
         }
         match hashes.get(&at.seq) {
             Some(hash) if hash == &at.hash => {}
-            Some(hash) => problems.push(format!("{} records event {} with hash {}, the ledger has {hash}", view.file_name(), at.seq, at.hash)),
+            Some(hash) => problems.push(format!(
+                "{} records event {} with hash {}, the ledger has {hash}",
+                view.file_name(),
+                at.seq,
+                at.hash
+            )),
             None => problems.push(format!("{} records event {}, beyond the ledger's end", view.file_name(), at.seq)),
         }
     }
@@ -173,7 +183,11 @@ fn ledger_and_views(inputs: &GateInputs<'_>) -> Vec<Check> {
 fn policy_digest(inputs: &GateInputs<'_>) -> Vec<Check> {
     let problems = match inputs.workspace.load_policy() {
         Ok(policy) if policy.digest() == inputs.plan.policy_digest => Vec::new(),
-        Ok(policy) => vec![format!("the policy changed since the plan: digest {} now, {} in the plan", policy.digest(), inputs.plan.policy_digest)],
+        Ok(policy) => vec![format!(
+            "the policy changed since the plan: digest {} now, {} in the plan",
+            policy.digest(),
+            inputs.plan.policy_digest
+        )],
         Err(e) => vec![format!("the policy can no longer be read: {e}")],
     };
     vec![verdict("policy-digest", problems, format!("policy digest {}", inputs.plan.policy_digest))]
@@ -187,7 +201,9 @@ fn plugin_digests(inputs: &GateInputs<'_>) -> Vec<Check> {
                 let planned = inputs.plan.plugin_digests.get(&kind).map(String::as_str).unwrap_or("(none)");
                 match configured_digest(inputs.workspace.home(), &policy, kind) {
                     Ok(now) if now == planned => {}
-                    Ok(now) => problems.push(format!("{}: component digest {now} now, {planned} in the plan", kind.as_str())),
+                    Ok(now) => {
+                        problems.push(format!("{}: component digest {now} now, {planned} in the plan", kind.as_str()))
+                    }
                     Err(e) => problems.push(format!("{}: {e}", kind.as_str())),
                 }
             }

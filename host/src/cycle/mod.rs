@@ -16,9 +16,11 @@
 pub mod apply;
 pub mod assess;
 pub mod execute;
+pub mod federate;
 pub mod fetch;
 pub mod finalize;
 pub mod gate;
+pub mod lanes;
 pub mod outcome;
 pub mod plan;
 pub mod probe;
@@ -27,26 +29,25 @@ pub mod rollback;
 
 use crate::clock::Clock;
 use crate::coordinate::RemoteBudget;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use crate::coordinate::{Holder, LeaseManager};
 use crate::federation::{FederationState, FederationTopology, HealthBook};
 use crate::intelligence::RuntimeIntelligence;
-use crate::resource;
-use crate::topology::{LeaseInput, RemoteInput, RepoInput, RuntimeTopologyGraph};
-use crate::coordinate::{Holder, LeaseManager};
 use crate::ledger::{EventKind, EventLedger, LedgerError};
+use crate::plugin::set::{PluginSet, PluginSetError};
 use crate::policy::{Policy, PolicyError};
+use crate::resource;
 use crate::state::{LedgerHead, StateError, StateStore, ViewName};
+use crate::topology::{LeaseInput, RemoteInput, RepoInput, RuntimeTopologyGraph};
 use crate::workspace::Workspace;
+use assess::{AssessContext, Assessment};
 use finalize::FinalizeError;
 use outcome::Outcome;
 use plan::{Decision, Recommendation};
-use assess::{AssessContext, Assessment};
-use crate::plugin::set::{PluginSet, PluginSetError};
 use probe::ProbeOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// How far a cycle goes.
@@ -173,7 +174,10 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         health: &health_snapshot,
         health_policy: &policy.remote_health,
         now: clock.now(),
-        probe_options: ProbeOptions { fetch: options.fetch, fetch_timeout: Duration::from_secs(policy.fetch.timeout_secs) },
+        probe_options: ProbeOptions {
+            fetch: options.fetch,
+            fetch_timeout: Duration::from_secs(policy.fetch.timeout_secs),
+        },
         logical_time: u64::try_from(clock.now().timestamp()).unwrap_or(0),
     };
     if options.mode == Mode::Plan {
@@ -226,7 +230,12 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     live(&json!({ "phase": "probe-and-plan", "lanes": 0, "leases": {} }), ledger.head())?;
     let telemetry = resource::sample(workspace.home(), &policy.resources)?;
     let pressure = resource::assess(&telemetry, &policy.resources);
-    ledger.append(&tick, EventKind::ResourcePressure, "resources", json!({ "telemetry": telemetry, "pressure": pressure }))?;
+    ledger.append(
+        &tick,
+        EventKind::ResourcePressure,
+        "resources",
+        json!({ "telemetry": telemetry, "pressure": pressure }),
+    )?;
 
     // PHASE 1: select, probe, score and plan. Nothing in any repository changes.
     let assessments = assess_all(workspace, &policy, &ctx, &intelligence, progress);
@@ -242,7 +251,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
             "plugin_failure": assessment.plugin_failure,
         });
         ledger.append(&tick, EventKind::RepoProbed, repo, payload)?;
-        record_federation(&mut health, &mut federation, &policy, assessment, &mut ledger, &tick, clock)?;
+        federate::record(&mut health, &mut federation, &policy, assessment, &mut ledger, &tick, clock)?;
     }
     let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
     let event = ledger.append(&tick, EventKind::PlanMade, "cycle", serde_json::to_value(&plan).unwrap_or_default())?;
@@ -250,7 +259,8 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
 
     // COORDINATE: a lease per planned upgrade.
     let holder = Holder { host: host_name(), pid: std::process::id(), tick: tick.clone() };
-    let leases = LeaseManager::new(&store, holder.clone(), policy.coordination.lease_ttl(), policy.coordination.lock_delay())?;
+    let leases =
+        LeaseManager::new(&store, holder.clone(), policy.coordination.lease_ttl(), policy.coordination.lock_delay())?;
     let mut reservations = reserve::reserve(&plan, &leases, &mut ledger, &tick, clock)?;
     if pressure.defers_all() {
         reserve::defer_all(&mut reservations, &pressure.reasons.join("; "));
@@ -274,7 +284,12 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         ledger.append(&tick, EventKind::GateChecked, &check.name, serde_json::to_value(check).unwrap_or_default())?;
     }
     if let Some(failed) = gate.first_failure() {
-        ledger.append(&tick, EventKind::IntegrityFailed, &failed.name, serde_json::to_value(&gate).unwrap_or_default())?;
+        ledger.append(
+            &tick,
+            EventKind::IntegrityFailed,
+            &failed.name,
+            serde_json::to_value(&gate).unwrap_or_default(),
+        )?;
         reserve::refuse_all(&mut reservations, &failed.name, &failed.detail);
     }
     let head = ledger.head().clone();
@@ -305,11 +320,16 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
             rollbacks: &rollbacks,
             store: &store,
         };
-        let results = run_level(level, lanes, &step, &reservations, &budget, &shared_ledger, progress);
+        let results = lanes::run_level(level, lanes, &step, &reservations, &budget, &shared_ledger, progress);
         let mut ledger = shared_ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (decision, (lane, result)) in level.iter().zip(results) {
             let result = result?;
-            let event = ledger.append(&tick, result.outcome.event_kind(), &decision.repo, serde_json::to_value(&result).unwrap_or_default())?;
+            let event = ledger.append(
+                &tick,
+                result.outcome.event_kind(),
+                &decision.repo,
+                serde_json::to_value(&result).unwrap_or_default(),
+            )?;
             state.apply(&event);
             outcomes.insert(decision.repo.clone(), result.outcome);
             if decision.recommendation == Recommendation::Upgrade {
@@ -361,96 +381,16 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     federation.write(&store, &head, &written_at)?;
     let urls: BTreeMap<String, BTreeMap<String, String>> =
         assessments.iter().map(|a| (a.probe.repo.clone(), a.remote_urls.clone())).collect();
-    FederationTopology::build(&policy.repos, |repo, remote| urls.get(&repo.name).and_then(|u| u.get(remote)).cloned(), &federation)
-        .write(&store, &head, &written_at)?;
+    FederationTopology::build(
+        &policy.repos,
+        |repo, remote| urls.get(&repo.name).and_then(|u| u.get(remote)).cloned(),
+        &federation,
+    )
+    .write(&store, &head, &written_at)?;
     topology_of(&policy, &plan, &reservations, &lane_of, &tick).write(&store, &written_at, &head)?;
     finalize::write_views(&store, &state, &report, &written_at, &head)?;
     live(&json!({ "phase": "idle", "lanes": 0, "leases": {}, "counts": report.counts() }), &head)?;
     Ok(report)
-}
-
-/// Runs the decisions of one dependency depth on up to `lanes` threads;
-/// returns (lane, result) per decision, in the decisions' order.
-fn run_level(
-    level: &[Decision],
-    lanes: usize,
-    step: &execute::Step<'_>,
-    reservations: &reserve::Reservations,
-    budget: &RemoteBudget,
-    ledger: &Mutex<EventLedger>,
-    progress: Progress<'_>,
-) -> Vec<(u32, Result<outcome::RepoOutcome, LedgerError>)> {
-    let slots: Vec<Mutex<Option<(u32, Result<outcome::RepoOutcome, LedgerError>)>>> = level.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for lane in 0..lanes.min(level.len()) {
-            let (slots, next) = (&slots, &next);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(decision) = level.get(i) else { break };
-                    let upgrade = decision.recommendation == Recommendation::Upgrade;
-                    if upgrade {
-                        progress(&format!("upgrading {} (lane {lane})", decision.repo));
-                        while !budget.try_reserve(&decision.remote) {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                    }
-                    let result = execute::execute(step, decision, reservations.clearances.get(&decision.repo), ledger);
-                    if upgrade {
-                        budget.release(&decision.remote);
-                    }
-                    if let Ok(mut slot) = slots[i].lock() {
-                        *slot = Some((lane as u32, result));
-                    }
-                }
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or((0, Err(LedgerError::Io { path: Default::default(), source: std::io::Error::other("a lane stopped without a result") })))
-        })
-        .collect()
-}
-
-/// Records the fetches of one assessment in the remote health book and the
-/// selected endpoint in the federation state, with their events.
-fn record_federation(
-    health: &mut HealthBook,
-    federation: &mut FederationState,
-    policy: &Policy,
-    assessment: &Assessment,
-    ledger: &mut EventLedger,
-    tick: &str,
-    clock: Clock,
-) -> Result<(), CycleError> {
-    let probe = &assessment.probe;
-    let key = |remote: &str| assess::health_key(&probe.repo, remote, &assessment.remote_urls);
-    let mut fetches: Vec<(String, bool, u32, Option<&str>)> =
-        probe.failed_over.iter().map(|a| (key(&a.remote), false, 0, Some(a.failure.class.as_str()))).collect();
-    match (&probe.problem, probe.fetch_ms) {
-        (Some(probe::ProbeProblem::FetchFailed(f)), _) => fetches.push((key(&probe.remote), false, 0, Some(f.class.as_str()))),
-        (_, Some(ms)) => fetches.push((key(&probe.remote), true, u32::try_from(ms).unwrap_or(u32::MAX), None)),
-        _ => {}
-    }
-    for (remote, ok, latency, class) in fetches {
-        if let Some(transition) = health.record(&remote, ok, latency, class, clock.now(), &policy.remote_health) {
-            ledger.append(tick, EventKind::RemoteHealthChanged, &probe.repo, serde_json::to_value(&transition).unwrap_or_default())?;
-        }
-    }
-    let Some(repo) = policy.repo(&probe.repo) else { return Ok(()) };
-    if probe.fetch_ms.is_some() {
-        let role = repo.remotes.iter().find(|r| r.name == probe.remote).map_or(repo.primary_remote().role, |r| r.role);
-        if let Some(promotion) = federation.select(&probe.repo, &probe.remote, role, &repo.primary_remote().name, tick) {
-            ledger.append(tick, EventKind::RemotePromoted, &probe.repo, serde_json::to_value(&promotion).unwrap_or_default())?;
-        }
-    }
-    Ok(())
 }
 
 /// The topology snapshot of this cycle.

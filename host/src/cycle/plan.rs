@@ -15,8 +15,8 @@
 
 use super::assess::Assessment;
 use super::probe::{ProbeProblem, RepoProbe};
-use crate::plugin::PluginKind;
 use crate::canonical;
+use crate::plugin::PluginKind;
 use crate::policy::Policy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -146,7 +146,12 @@ pub fn decision_hash(decisions: &[Decision]) -> String {
 }
 
 /// Plans one cycle. `policy` has been validated (no cycles, known deps).
-pub fn plan(policy: &Policy, assessments: &[Assessment], tick: &str, plugin_digests: BTreeMap<PluginKind, String>) -> Plan {
+pub fn plan(
+    policy: &Policy,
+    assessments: &[Assessment],
+    tick: &str,
+    plugin_digests: BTreeMap<PluginKind, String>,
+) -> Plan {
     let by_name: BTreeMap<&str, &Assessment> = assessments.iter().map(|a| (a.probe.repo.as_str(), a)).collect();
     let depths = depths(policy);
     let mut decisions: Vec<Decision> = policy
@@ -209,7 +214,8 @@ fn weigh(assessment: &Assessment, verdict: (Recommendation, String, String)) -> 
                 "block" => (Block, "risk-blocked"),
                 _ => (Noop, "risk-noop"),
             };
-            let reasons = if score.reasons.is_empty() { String::new() } else { format!(": {}", score.reasons.join("; ")) };
+            let reasons =
+                if score.reasons.is_empty() { String::new() } else { format!(": {}", score.reasons.join("; ")) };
             (rec, code.to_owned(), format!("{} (risk {}{reasons})", verdict.2, score.risk))
         }
         _ => verdict,
@@ -246,26 +252,45 @@ fn judge(probe: &RepoProbe) -> (Recommendation, String, String) {
     let verdict = |r: Recommendation, code: &str, reason: String| (r, code.to_owned(), reason);
     if let Some(problem) = &probe.problem {
         return match problem {
-            ProbeProblem::NotARepository { detail } => verdict(Block, "not-a-repository", format!("cannot open as a git repository: {detail}")),
-            ProbeProblem::BareRepository => verdict(Block, "bare-repository", "bare repository; expected a working tree".into()),
+            ProbeProblem::NotARepository { detail } => {
+                verdict(Block, "not-a-repository", format!("cannot open as a git repository: {detail}"))
+            }
+            ProbeProblem::BareRepository => {
+                verdict(Block, "bare-repository", "bare repository; expected a working tree".into())
+            }
             ProbeProblem::UnbornHead => verdict(Block, "unborn-head", "HEAD has no commit yet".into()),
-            ProbeProblem::DetachedHead => verdict(Block, "detached-head", "HEAD is detached; check out a branch".into()),
+            ProbeProblem::DetachedHead => {
+                verdict(Block, "detached-head", "HEAD is detached; check out a branch".into())
+            }
             ProbeProblem::WrongBranch { expected, actual } => {
                 verdict(Block, "wrong-branch", format!("on branch {actual:?}, policy expects {expected:?}"))
             }
-            ProbeProblem::MissingRemote { remote } => verdict(Block, "missing-remote", format!("no git remote named {remote:?}")),
+            ProbeProblem::MissingRemote { remote } => {
+                verdict(Block, "missing-remote", format!("no git remote named {remote:?}"))
+            }
             ProbeProblem::MissingRef { remote, branch } => {
                 verdict(Block, "missing-ref", format!("remote {remote:?} has no branch {branch:?}"))
             }
             ProbeProblem::FetchFailed(failure) => {
                 let code = format!("fetch-{}", failure.class.as_str());
                 let (rec, kind) = if failure.transient { (Defer, "transient") } else { (Block, "permanent") };
-                verdict(rec, &code, format!("fetch from {:?} failed ({kind}, {}): {}", probe.remote, failure.class.as_str(), failure.message))
+                verdict(
+                    rec,
+                    &code,
+                    format!(
+                        "fetch from {:?} failed ({kind}, {}): {}",
+                        probe.remote,
+                        failure.class.as_str(),
+                        failure.message
+                    ),
+                )
             }
         };
     }
     match (probe.ahead, probe.behind) {
-        (a, b) if a > 0 && b > 0 => verdict(Block, "diverged", format!("diverged from upstream: {a} local, {b} upstream commits")),
+        (a, b) if a > 0 && b > 0 => {
+            verdict(Block, "diverged", format!("diverged from upstream: {a} local, {b} upstream commits"))
+        }
         (0, 0) => verdict(Noop, "up-to-date", "up to date with upstream".into()),
         (a, 0) => verdict(Noop, "ahead-only", format!("{a} local commits not upstream; nothing to pull")),
         (_, b) => {
@@ -288,12 +313,7 @@ fn depths(policy: &Policy) -> BTreeMap<&str, u32> {
     for _ in 0..=policy.repos.len() {
         let mut changed = false;
         for repo in &policy.repos {
-            let depth = repo
-                .depends_on
-                .iter()
-                .map(|d| depths.get(d.as_str()).map_or(1, |x| x + 1))
-                .max()
-                .unwrap_or(0);
+            let depth = repo.depends_on.iter().map(|d| depths.get(d.as_str()).map_or(1, |x| x + 1)).max().unwrap_or(0);
             if depths.insert(repo.name.as_str(), depth) != Some(depth) {
                 changed = true;
             }

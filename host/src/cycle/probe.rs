@@ -136,7 +136,8 @@ fn inspect(
         return Err(ProbeProblem::BareRepository);
     }
     probe.operation = operation_name(repo.state()).map(str::to_owned);
-    let (dirty, untracked) = worktree_status(&repo).map_err(|e| ProbeProblem::NotARepository { detail: e.message().to_owned() })?;
+    let (dirty, untracked) =
+        worktree_status(&repo).map_err(|e| ProbeProblem::NotARepository { detail: e.message().to_owned() })?;
     probe.dirty_paths = dirty;
     probe.untracked_paths = untracked;
     let head = match repo.head() {
@@ -196,7 +197,9 @@ fn incoming(repo: &Repository, head: git2::Oid, upstream: git2::Oid) -> Result<V
         let diff = repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)?;
         let changed_paths = diff
             .deltas()
-            .filter_map(|d| d.new_file().path().or_else(|| d.old_file().path()).map(|p| p.to_string_lossy().into_owned()))
+            .filter_map(|d| {
+                d.new_file().path().or_else(|| d.old_file().path()).map(|p| p.to_string_lossy().into_owned())
+            })
             .take(MAX_PATHS)
             .collect();
         commits.push(CommitSummary {
@@ -209,13 +212,13 @@ fn incoming(repo: &Repository, head: git2::Oid, upstream: git2::Oid) -> Result<V
     Ok(commits)
 }
 
-
 /// The branch's configured upstream on `remote`, else a branch of the same name.
 fn upstream_branch_name(repo: &Repository, branch: &str, remote: &str) -> String {
     let refname = format!("refs/heads/{branch}");
     let configured_remote = repo.branch_upstream_remote(&refname).ok().and_then(|b| b.as_str().ok().map(str::to_owned));
     if configured_remote.as_deref() == Some(remote) {
-        if let Some(merge) = repo.branch_upstream_merge(&refname).ok().and_then(|b| b.as_str().ok().map(str::to_owned)) {
+        if let Some(merge) = repo.branch_upstream_merge(&refname).ok().and_then(|b| b.as_str().ok().map(str::to_owned))
+        {
             if let Some(name) = merge.strip_prefix("refs/heads/") {
                 return name.to_owned();
             }

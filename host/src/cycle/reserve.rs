@@ -49,11 +49,18 @@ pub struct Reservations {
 }
 
 /// Asks for a lease for every upgrade of `plan`, in plan order.
-pub fn reserve(plan: &Plan, leases: &LeaseManager<'_>, ledger: &mut EventLedger, tick: &str, clock: Clock) -> Result<Reservations, ReserveError> {
+pub fn reserve(
+    plan: &Plan,
+    leases: &LeaseManager<'_>,
+    ledger: &mut EventLedger,
+    tick: &str,
+    clock: Clock,
+) -> Result<Reservations, ReserveError> {
     let mut r = Reservations::default();
     for decision in plan.decisions.iter().filter(|d| d.recommendation == Recommendation::Upgrade) {
         let repo = &decision.repo;
-        let missing_dep = decision.depends_on.iter().find(|dep| matches!(r.clearances.get(*dep), Some(Clearance::Refused(..))));
+        let missing_dep =
+            decision.depends_on.iter().find(|dep| matches!(r.clearances.get(*dep), Some(Clearance::Refused(..))));
         if let Some(dep) = missing_dep {
             let reason = format!("dependency {dep:?} was not granted a lease");
             r.clearances.insert(repo.clone(), Clearance::Refused(Outcome::Blocked, "dependency-not-granted", reason));
@@ -97,19 +104,30 @@ pub fn reserve(plan: &Plan, leases: &LeaseManager<'_>, ledger: &mut EventLedger,
 /// Defers every upgrade because resource pressure is critical.
 pub fn defer_all(r: &mut Reservations, reasons: &str) {
     for clearance in r.clearances.values_mut() {
-        *clearance = Clearance::Refused(Outcome::Deferred, "resource-pressure", format!("critical resource pressure: {reasons}"));
+        *clearance = Clearance::Refused(
+            Outcome::Deferred,
+            "resource-pressure",
+            format!("critical resource pressure: {reasons}"),
+        );
     }
 }
 
 /// Refuses every granted upgrade because the integrity gate failed.
 pub fn refuse_all(r: &mut Reservations, check: &str, detail: &str) {
     for clearance in r.clearances.values_mut() {
-        *clearance = Clearance::Refused(Outcome::Blocked, "integrity-gate", format!("integrity check {check} failed: {detail}"));
+        *clearance =
+            Clearance::Refused(Outcome::Blocked, "integrity-gate", format!("integrity check {check} failed: {detail}"));
     }
 }
 
 /// Releases every lease granted to this cycle.
-pub fn release(r: &mut Reservations, leases: &LeaseManager<'_>, ledger: &mut EventLedger, tick: &str, clock: Clock) -> Result<(), ReserveError> {
+pub fn release(
+    r: &mut Reservations,
+    leases: &LeaseManager<'_>,
+    ledger: &mut EventLedger,
+    tick: &str,
+    clock: Clock,
+) -> Result<(), ReserveError> {
     for (repo, lease) in &r.grants {
         let head = ledger.head().clone();
         match leases.release(repo, lease.fencing_token, clock.now(), &head) {
@@ -119,7 +137,12 @@ pub fn release(r: &mut Reservations, leases: &LeaseManager<'_>, ledger: &mut Eve
             }
             Err(CoordError::StaleFence { .. }) => {
                 // Someone took it over after it expired; theirs now.
-                ledger.append(tick, EventKind::FenceRejected, repo, json!({ "token": lease.fencing_token, "at": "release" }))?;
+                ledger.append(
+                    tick,
+                    EventKind::FenceRejected,
+                    repo,
+                    json!({ "token": lease.fencing_token, "at": "release" }),
+                )?;
             }
             Err(e) => return Err(e.into()),
         }

@@ -450,7 +450,11 @@ mod tests {
         let mut book = HealthBook::default();
         assert_eq!(book.figures(URL, t(0), &policy), (1_000_000, 0, 0, Circuit::Closed));
         book.record(URL, true, 100, None, t(0), &policy);
-        assert_eq!(book.figures(URL, t(0), &policy), (1_000_000, 100, 0, Circuit::Closed), "first success seeds latency");
+        assert_eq!(
+            book.figures(URL, t(0), &policy),
+            (1_000_000, 100, 0, Circuit::Closed),
+            "first success seeds latency"
+        );
         book.record(URL, true, 200, None, t(1), &policy);
         assert_eq!(book.remotes[URL].latency_ms, 125, "(3*100 + 200) / 4");
         book.record(URL, true, 0, None, t(2), &policy);

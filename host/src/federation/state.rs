@@ -209,7 +209,12 @@ impl FederationTopology {
                     },
                     None => {
                         let name = format!("{}/{}", repo.name, spec.name);
-                        TopologyNode { id: format!("remote-unresolved:{name}"), kind: NodeKind::Remote, name, url: None }
+                        TopologyNode {
+                            id: format!("remote-unresolved:{name}"),
+                            kind: NodeKind::Remote,
+                            name,
+                            url: None,
+                        }
                     }
                 };
                 let edge = TopologyEdge {
@@ -260,7 +265,10 @@ mod tests {
 
     fn repos() -> Vec<RepoPolicy> {
         vec![
-            repo("core", &[("origin", RemoteRole::Primary), ("mirror", RemoteRole::Mirror), ("cache", RemoteRole::Cache)]),
+            repo(
+                "core",
+                &[("origin", RemoteRole::Primary), ("mirror", RemoteRole::Mirror), ("cache", RemoteRole::Cache)],
+            ),
             repo("api", &[("upstream", RemoteRole::Primary), ("mirror", RemoteRole::Mirror)]),
             repo("web", &[]),
             repo("docs", &[("gone", RemoteRole::Fallback), ("origin", RemoteRole::Origin)]),
@@ -301,7 +309,10 @@ mod tests {
         let p = s.select("core", "mirror", RemoteRole::Mirror, "origin", "t3").expect("a change");
         assert_eq!(p, Promotion { repo: "core".into(), from: "origin".into(), to: "mirror".into() });
         let sel = s.selection("core").unwrap();
-        assert_eq!(sel, &Selection { remote: "mirror".into(), role: RemoteRole::Mirror, since_tick: "t3".into(), promoted: true });
+        assert_eq!(
+            sel,
+            &Selection { remote: "mirror".into(), role: RemoteRole::Mirror, since_tick: "t3".into(), promoted: true }
+        );
 
         let back = s.select("core", "origin", RemoteRole::Primary, "origin", "t4").expect("back to primary");
         assert_eq!((back.from.as_str(), back.to.as_str()), ("mirror", "origin"));

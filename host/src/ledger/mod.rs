@@ -65,9 +65,19 @@ pub fn verify(state_dir: &Dir, state_path: &Path) -> Result<Scan, LedgerError> {
 
 /// Fails with [`LedgerError::Truncated`] when a view records a ledger
 /// position beyond the ledger's last event: lines were cut from its end.
-pub fn check_view_head(ledger_path: &Path, ledger_seq: u64, view: &str, view_head: &LedgerHead) -> Result<(), LedgerError> {
+pub fn check_view_head(
+    ledger_path: &Path,
+    ledger_seq: u64,
+    view: &str,
+    view_head: &LedgerHead,
+) -> Result<(), LedgerError> {
     if view_head.seq > ledger_seq {
-        return Err(LedgerError::Truncated { path: ledger_path.to_owned(), ledger_seq, view: view.to_owned(), view_seq: view_head.seq });
+        return Err(LedgerError::Truncated {
+            path: ledger_path.to_owned(),
+            ledger_seq,
+            view: view.to_owned(),
+            view_seq: view_head.seq,
+        });
     }
     Ok(())
 }
@@ -144,7 +154,13 @@ impl EventLedger {
     }
 
     /// Appends an event and fsyncs it; returns the event as written.
-    pub fn append(&mut self, tick: &str, kind: EventKind, subject: &str, payload: Value) -> Result<HermesEvent, LedgerError> {
+    pub fn append(
+        &mut self,
+        tick: &str,
+        kind: EventKind,
+        subject: &str,
+        payload: Value,
+    ) -> Result<HermesEvent, LedgerError> {
         if let Some(torn) = self.torn.take() {
             self.repair(torn, tick)?;
         }
@@ -182,7 +198,8 @@ impl EventLedger {
             self.write_durable(b"\n")?;
             "completed"
         } else {
-            let std_file = self.file.try_clone().map_err(|source| LedgerError::Io { path: self.path.clone(), source })?.into_std();
+            let std_file =
+                self.file.try_clone().map_err(|source| LedgerError::Io { path: self.path.clone(), source })?.into_std();
             std_file
                 .set_len(torn.offset)
                 .and_then(|()| std_file.sync_all())

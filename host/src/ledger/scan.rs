@@ -1,7 +1,7 @@
 //! Reading and verifying the ledger's hash chain.
 
-use super::event::{GENESIS_HASH, HermesEvent, hash_of};
 use super::LedgerError;
+use super::event::{GENESIS_HASH, HermesEvent, hash_of};
 use crate::state::LedgerHead;
 use std::io::BufRead;
 use std::path::Path;
@@ -51,9 +51,8 @@ pub fn scan(mut reader: impl BufRead, path: &Path, mut visit: impl FnMut(&Hermes
     let mut line_no = 0u64;
     loop {
         line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|source| LedgerError::Io { path: path.to_owned(), source })?;
+        let read =
+            reader.read_until(b'\n', &mut line).map_err(|source| LedgerError::Io { path: path.to_owned(), source })?;
         if read == 0 {
             return Ok(result);
         }

@@ -181,8 +181,14 @@ fn call_with_digest(
     spec: &CallSpec<'_>,
     input_digest: [u8; 32],
 ) -> Result<Raw, Failure> {
-    let bad = |message: String| Failure { outcome: CallOutcome::BadCall, message, fuel_used: 0, peak_memory: 0, state: None };
-    let sandbox = SandboxSpec { logical_time: spec.logical_time, input_digest, memory_cap: spec.memory_cap, worktree: spec.worktree };
+    let bad =
+        |message: String| Failure { outcome: CallOutcome::BadCall, message, fuel_used: 0, peak_memory: 0, state: None };
+    let sandbox = SandboxSpec {
+        logical_time: spec.logical_time,
+        input_digest,
+        memory_cap: spec.memory_cap,
+        worktree: spec.worktree,
+    };
     let state = PluginState::new(&sandbox).map_err(bad)?;
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|state| state);
@@ -190,14 +196,20 @@ fn call_with_digest(
     let ticks = (spec.deadline.as_millis() / super::engine::EPOCH_TICK.as_millis()).max(1) as u64;
     store.set_epoch_deadline(ticks);
     let outcome = (|| -> Result<Value, (CallOutcome, String)> {
-        let instance = plugin.pre.instantiate(&mut store).map_err(|e| (CallOutcome::Trap, format!("instantiation failed: {e:#}")))?;
+        let instance = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| (CallOutcome::Trap, format!("instantiation failed: {e:#}")))?;
         let func = instance
             .get_func(&mut store, export)
             .ok_or_else(|| (CallOutcome::BadCall, format!("the component exports no function {export:?}")))?;
         let ty = func.ty(&store);
         let params: Vec<Val> = match (ty.params().next(), input) {
             (Some((name, param_ty)), Some(json)) => {
-                vec![value::to_val(json, &param_ty, name).map_err(|e| (CallOutcome::BadCall, format!("input does not fit the WIT types: {e}")))?]
+                vec![
+                    value::to_val(json, &param_ty, name)
+                        .map_err(|e| (CallOutcome::BadCall, format!("input does not fit the WIT types: {e}")))?,
+                ]
             }
             (None, None) => Vec::new(),
             _ => return Err((CallOutcome::BadCall, format!("{export} takes a different number of arguments"))),

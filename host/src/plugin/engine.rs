@@ -56,7 +56,11 @@ pub struct LoadedPlugin {
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin").field("source", &self.source).field("digest", &self.digest).field("kind", &self.kind).finish()
+        f.debug_struct("LoadedPlugin")
+            .field("source", &self.source)
+            .field("digest", &self.digest)
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -112,7 +116,8 @@ impl PluginEngine {
     /// check, world detection and type check, `metadata()` call.
     pub fn load(&self, bytes: &[u8], source: &str) -> Result<LoadedPlugin, PluginError> {
         let digest = sha256_hex(bytes);
-        let invalid = |e: wasmtime::Error| PluginError::Invalid { source_name: source.to_owned(), detail: format!("{e:#}") };
+        let invalid =
+            |e: wasmtime::Error| PluginError::Invalid { source_name: source.to_owned(), detail: format!("{e:#}") };
         let (component, cache) = match &self.cache {
             Some(cache) => cache.load(&self.engine, &digest, bytes).map_err(invalid)?,
             None => (Component::new(&self.engine, bytes).map_err(invalid)?, CacheUse::Compiled),
@@ -121,20 +126,28 @@ impl PluginEngine {
         let imports = imports::list(&self.engine, &component);
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
-        let kind = PluginKind::ALL
-            .into_iter()
-            .find(|k| exports.iter().any(|e| e == k.operation()))
-            .ok_or_else(|| PluginError::UnknownWorld { source_name: source.to_owned(), detail: format!("exports: {}", exports.join(", ")) })?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::WrongWorld { source_name: source.to_owned(), world: kind.as_str(), detail: format!("{e:#}") })?;
+        let kind =
+            PluginKind::ALL.into_iter().find(|k| exports.iter().any(|e| e == k.operation())).ok_or_else(|| {
+                PluginError::UnknownWorld {
+                    source_name: source.to_owned(),
+                    detail: format!("exports: {}", exports.join(", ")),
+                }
+            })?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::WrongWorld {
+            source_name: source.to_owned(),
+            world: kind.as_str(),
+            detail: format!("{e:#}"),
+        })?;
         let typecheck = match kind {
             PluginKind::RepoProbe => probe::RepoProbePre::new(pre.clone()).map(drop),
             PluginKind::RiskScorer => scorer::RiskScorerPre::new(pre.clone()).map(drop),
             PluginKind::FederationSelector => selector::FederationSelectorPre::new(pre.clone()).map(drop),
         };
-        typecheck.map_err(|e| PluginError::WrongWorld { source_name: source.to_owned(), world: kind.as_str(), detail: format!("{e:#}") })?;
+        typecheck.map_err(|e| PluginError::WrongWorld {
+            source_name: source.to_owned(),
+            world: kind.as_str(),
+            detail: format!("{e:#}"),
+        })?;
         let wit_version = imports
             .iter()
             .find_map(|i| i.strip_prefix("hermes:plugin/").and_then(|r| r.split_once('@')).map(|(_, v)| v.to_owned()))
@@ -156,11 +169,22 @@ impl PluginEngine {
 
     fn metadata(&self, plugin: &LoadedPlugin) -> Result<PluginMetadata, PluginError> {
         let fail = |detail: String| PluginError::Metadata { source_name: plugin.source.clone(), detail };
-        let spec = CallSpec { fuel: METADATA_FUEL, memory_cap: DEFAULT_MEMORY_CAP, deadline: DEFAULT_DEADLINE, logical_time: 0, worktree: None };
+        let spec = CallSpec {
+            fuel: METADATA_FUEL,
+            memory_cap: DEFAULT_MEMORY_CAP,
+            deadline: DEFAULT_DEADLINE,
+            logical_time: 0,
+            worktree: None,
+        };
         let raw = call::call_export(self, plugin, "metadata", None, &spec).map_err(|e| fail(e.message))?;
-        let metadata: PluginMetadata = serde_json::from_value(raw.output).map_err(|e| fail(format!("unexpected metadata: {e}")))?;
+        let metadata: PluginMetadata =
+            serde_json::from_value(raw.output).map_err(|e| fail(format!("unexpected metadata: {e}")))?;
         if metadata.kind != plugin.kind {
-            return Err(fail(format!("says it is a {} but implements {}", metadata.kind.as_str(), plugin.kind.as_str())));
+            return Err(fail(format!(
+                "says it is a {} but implements {}",
+                metadata.kind.as_str(),
+                plugin.kind.as_str()
+            )));
         }
         Ok(metadata)
     }

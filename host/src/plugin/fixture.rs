@@ -42,7 +42,8 @@ pub fn load(path: &Path) -> Result<Vec<Case>, FixtureError> {
         problem: e.inner().to_string(),
     })?;
     for (i, case) in cases.iter().enumerate() {
-        let shape_ok = case.expect.as_object().is_some_and(|o| o.len() == 1 && (o.contains_key("ok") || o.contains_key("err")));
+        let shape_ok =
+            case.expect.as_object().is_some_and(|o| o.len() == 1 && (o.contains_key("ok") || o.contains_key("err")));
         if !shape_ok {
             return Err(FixtureError::Invalid {
                 path: shown,
@@ -51,7 +52,11 @@ pub fn load(path: &Path) -> Result<Vec<Case>, FixtureError> {
             });
         }
         if cases[..i].iter().any(|c| c.name == case.name) {
-            return Err(FixtureError::Invalid { path: shown, json_path: format!("[{i}].name"), problem: format!("duplicate case name {:?}", case.name) });
+            return Err(FixtureError::Invalid {
+                path: shown,
+                json_path: format!("[{i}].name"),
+                problem: format!("duplicate case name {:?}", case.name),
+            });
         }
     }
     Ok(cases)

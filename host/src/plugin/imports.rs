@@ -38,9 +38,7 @@ pub const ALLOWED: &[&str] = &[
 
 /// Whether one import name is allowed.
 pub fn is_allowed(name: &str) -> bool {
-    ALLOWED.iter().any(|prefix| {
-        name.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-    })
+    ALLOWED.iter().any(|prefix| name.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
 }
 
 /// Every import of `component`, in the component's order.
@@ -54,7 +52,8 @@ pub fn check(engine: &Engine, component: &Component, source_name: &str) -> Resul
         Some(import) => Err(PluginError::ForbiddenImport {
             source_name: source_name.to_owned(),
             import,
-            allowed: "wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem (0.2.x), hermes:plugin/host (0.1.x)".to_owned(),
+            allowed: "wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem (0.2.x), hermes:plugin/host (0.1.x)"
+                .to_owned(),
         }),
         None => Ok(()),
     }

@@ -93,7 +93,9 @@ pub enum PluginError {
     ForbiddenImport { source_name: String, import: String, allowed: String },
     #[error("plugin {source_name} does not implement world {world} of hermes:plugin@{WIT_VERSION}: {detail}")]
     WrongWorld { source_name: String, world: &'static str, detail: String },
-    #[error("plugin {source_name} exports no known world (expected one of repo-probe, risk-scorer, federation-selector): {detail}")]
+    #[error(
+        "plugin {source_name} exports no known world (expected one of repo-probe, risk-scorer, federation-selector): {detail}"
+    )]
     UnknownWorld { source_name: String, detail: String },
     #[error("plugin {source_name}: metadata() failed: {detail}")]
     Metadata { source_name: String, detail: String },

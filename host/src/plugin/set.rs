@@ -32,7 +32,9 @@ pub fn configured_digest(home: &Path, policy: &Policy, kind: PluginKind) -> Resu
     match policy.plugins.get(kind.as_str()).and_then(|p| p.path.as_ref()) {
         Some(path) => {
             let file = home.join(path);
-            std::fs::read(&file).map(|bytes| sha256_hex(&bytes)).map_err(|e| format!("cannot read {}: {e}", file.display()))
+            std::fs::read(&file)
+                .map(|bytes| sha256_hex(&bytes))
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))
         }
         None => Ok(sha256_hex(builtin(kind).bytes)),
     }
@@ -124,7 +126,13 @@ impl PluginSet {
     /// Calls the plugin of `kind` with its policy limits.
     pub fn call(&self, kind: PluginKind, input: &Value, logical_time: u64, worktree: Option<&Path>) -> CallRecord {
         let active = self.get(kind);
-        let spec = CallSpec { fuel: active.fuel, memory_cap: active.memory_cap, deadline: active.deadline, logical_time, worktree };
+        let spec = CallSpec {
+            fuel: active.fuel,
+            memory_cap: active.memory_cap,
+            deadline: active.deadline,
+            logical_time,
+            worktree,
+        };
         call::invoke(&self.engine, &active.plugin, input, &spec)
     }
 }

@@ -129,7 +129,8 @@ pub fn to_val(json: &Value, ty: &Type, path: &str) -> Result<Val, String> {
             v => Ok(Val::Option(Some(Box::new(to_val(v, &option.ty(), path)?)))),
         },
         Type::Result(result) => {
-            let object = json.as_object().filter(|o| o.len() == 1).ok_or_else(|| wrong("{\"ok\": ..} or {\"err\": ..}"))?;
+            let object =
+                json.as_object().filter(|o| o.len() == 1).ok_or_else(|| wrong("{\"ok\": ..} or {\"err\": ..}"))?;
             let payload = |t: Option<Type>, v: &Value, at: String| -> Result<Option<Box<Val>>, String> {
                 match t {
                     Some(t) => Ok(Some(Box::new(to_val(v, &t, &at)?))),
@@ -176,17 +177,25 @@ pub fn to_json(val: &Val) -> Value {
         Val::Float64(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
         Val::Char(c) => Value::String(c.to_string()),
         Val::String(s) => Value::String(s.clone()),
-        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => Value::Array(items.iter().map(to_json).collect()),
+        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
+            Value::Array(items.iter().map(to_json).collect())
+        }
         Val::Record(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
         Val::Enum(name) => Value::String(name.clone()),
         Val::Variant(name, None) => Value::String(name.clone()),
         Val::Variant(name, Some(v)) => Value::Object(Map::from_iter([(name.clone(), to_json(v))])),
         Val::Option(None) => Value::Null,
         Val::Option(Some(v)) => to_json(v),
-        Val::Result(Ok(v)) => Value::Object(Map::from_iter([("ok".to_owned(), v.as_deref().map_or(Value::Null, to_json))])),
-        Val::Result(Err(v)) => Value::Object(Map::from_iter([("err".to_owned(), v.as_deref().map_or(Value::Null, to_json))])),
+        Val::Result(Ok(v)) => {
+            Value::Object(Map::from_iter([("ok".to_owned(), v.as_deref().map_or(Value::Null, to_json))]))
+        }
+        Val::Result(Err(v)) => {
+            Value::Object(Map::from_iter([("err".to_owned(), v.as_deref().map_or(Value::Null, to_json))]))
+        }
         Val::Flags(names) => Value::Array(names.iter().map(|n| Value::String(n.clone())).collect()),
-        Val::Map(pairs) => Value::Array(pairs.iter().map(|(k, v)| Value::Array(vec![to_json(k), to_json(v)])).collect()),
+        Val::Map(pairs) => {
+            Value::Array(pairs.iter().map(|(k, v)| Value::Array(vec![to_json(k), to_json(v)])).collect())
+        }
         Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Null,
     }
 }

@@ -18,9 +18,9 @@ pub use validate::validate;
 use crate::canonical;
 use crate::coordinate::CoordinationPolicy;
 use crate::federation::HealthPolicy;
-use crate::resource::ResourcePolicy;
-use crate::process::CommandSpec;
 use crate::fsx;
+use crate::process::CommandSpec;
+use crate::resource::ResourcePolicy;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use schemars::JsonSchema;
@@ -353,7 +353,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Policy, PolicyError> {
     let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let mut problem = e.inner().to_string();
         if problem.starts_with("missing field") {
-            problem.push_str("; expected every field the schema marks as required (a repository needs `name` and `path`)");
+            problem
+                .push_str("; expected every field the schema marks as required (a repository needs `name` and `path`)");
         } else if problem.starts_with("EOF while parsing") {
             problem.push_str("; expected complete JSON: a closing bracket or brace is missing");
         }

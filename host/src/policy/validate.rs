@@ -10,7 +10,10 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
     if policy.format_version == 0 || policy.format_version > POLICY_FORMAT_VERSION {
         return Err(fail(
             "format_version".into(),
-            format!("unsupported format version {}; expected {POLICY_FORMAT_VERSION} (or lower)", policy.format_version),
+            format!(
+                "unsupported format version {}; expected {POLICY_FORMAT_VERSION} (or lower)",
+                policy.format_version
+            ),
         ));
     }
     if !(1..=3600).contains(&policy.fetch.timeout_secs) {
@@ -46,13 +49,19 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
             ));
         }
         if repo.branch.as_deref().is_some_and(|b| b.trim().is_empty()) {
-            return Err(fail(format!("repos[{i}].branch"), "empty; expected a branch name or no `branch` member".into()));
+            return Err(fail(
+                format!("repos[{i}].branch"),
+                "empty; expected a branch name or no `branch` member".into(),
+            ));
         }
         let mut seen_deps = BTreeSet::new();
         for (k, dep) in repo.depends_on.iter().enumerate() {
             let at = format!("repos[{i}].depends_on[{k}]");
             if dep == &repo.name {
-                return Err(fail(at, format!("repository {:?} depends on itself; expected the names of other repositories", repo.name)));
+                return Err(fail(
+                    at,
+                    format!("repository {:?} depends on itself; expected the names of other repositories", repo.name),
+                ));
             }
             if !first_index.contains_key(dep.as_str()) {
                 let known: Vec<&str> = policy.repos.iter().map(|r| r.name.as_str()).collect();
@@ -72,7 +81,10 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
                 return Err(fail(format!("repos[{i}].remotes[{k}].name"), "empty; expected a git remote name".into()));
             }
             if !remote_names.insert(&remote.name) {
-                return Err(fail(format!("repos[{i}].remotes[{k}].name"), format!("remote {:?} is listed twice", remote.name)));
+                return Err(fail(
+                    format!("repos[{i}].remotes[{k}].name"),
+                    format!("remote {:?} is listed twice", remote.name),
+                ));
             }
             if remote.role == RemoteRole::Primary {
                 primaries += 1;
@@ -106,7 +118,10 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
             return Err(fail(format!("{at}.argv"), "empty; expected [program, args...]".into()));
         }
         if !(1..=86_400).contains(&command.timeout_secs) {
-            return Err(fail(format!("{at}.timeout_secs"), format!("{} is out of range; expected 1 to 86400 seconds", command.timeout_secs)));
+            return Err(fail(
+                format!("{at}.timeout_secs"),
+                format!("{} is out of range; expected 1 to 86400 seconds", command.timeout_secs),
+            ));
         }
     }
     for kind in ["repo-probe", "risk-scorer", "federation-selector"] {
@@ -114,11 +129,19 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
         let at = |field: &str| format!("plugins.{kind}.{field}");
         match (&plugin.path, &plugin.sha256) {
             (Some(_), None) => {
-                return Err(fail(at("sha256"), "missing; a plugin file must be pinned by its SHA-256 (see `hermes plugin inspect FILE`)".into()));
+                return Err(fail(
+                    at("sha256"),
+                    "missing; a plugin file must be pinned by its SHA-256 (see `hermes plugin inspect FILE`)".into(),
+                ));
             }
             (None, Some(_)) => return Err(fail(at("path"), "missing; `sha256` pins a file given by `path`".into())),
-            (_, Some(digest)) if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => {
-                return Err(fail(at("sha256"), format!("{digest:?} is not a SHA-256; expected 64 lower-case hex digits")));
+            (_, Some(digest))
+                if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) =>
+            {
+                return Err(fail(
+                    at("sha256"),
+                    format!("{digest:?} is not a SHA-256; expected 64 lower-case hex digits"),
+                ));
             }
             _ => {}
         }
@@ -126,7 +149,10 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
             return Err(fail(at("fuel"), "0; expected a positive fuel budget".into()));
         }
         if plugin.memory_mib.is_some_and(|m| !(1..=256).contains(&m)) {
-            return Err(fail(at("memory_mib"), format!("{} is out of range; expected 1 to 256", plugin.memory_mib.unwrap_or(0))));
+            return Err(fail(
+                at("memory_mib"),
+                format!("{} is out of range; expected 1 to 256", plugin.memory_mib.unwrap_or(0)),
+            ));
         }
         if plugin.deadline_ms.is_some_and(|d| !(1..=600_000).contains(&d)) {
             return Err(fail(at("deadline_ms"), "out of range; expected 1 to 600000 milliseconds".into()));
@@ -190,7 +216,8 @@ fn find_cycle(policy: &Policy) -> Option<(usize, Vec<String>)> {
                 }
                 Mark::OnPath => {
                     let from = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
-                    let mut cycle: Vec<String> = stack[from..].iter().map(|(n, _)| policy.repos[*n].name.clone()).collect();
+                    let mut cycle: Vec<String> =
+                        stack[from..].iter().map(|(n, _)| policy.repos[*n].name.clone()).collect();
                     cycle.push(policy.repos[dep].name.clone());
                     return Some((dep, cycle));
                 }

@@ -383,8 +383,16 @@ pub fn assess(telemetry: &Telemetry, policy: &ResourcePolicy) -> Pressure {
         reasons.push(format!("load_milli_per_core {value} >= {at} threshold {threshold}"));
     }
     for (name, value, t) in [
-        ("mem_free_mib", telemetry.mem_free_mib, (policy.mem_free_mib.elevated, policy.mem_free_mib.high, policy.mem_free_mib.critical)),
-        ("disk_free_mib", telemetry.disk_free_mib, (policy.disk_free_mib.elevated, policy.disk_free_mib.high, policy.disk_free_mib.critical)),
+        (
+            "mem_free_mib",
+            telemetry.mem_free_mib,
+            (policy.mem_free_mib.elevated, policy.mem_free_mib.high, policy.mem_free_mib.critical),
+        ),
+        (
+            "disk_free_mib",
+            telemetry.disk_free_mib,
+            (policy.disk_free_mib.elevated, policy.disk_free_mib.high, policy.disk_free_mib.critical),
+        ),
     ] {
         let crossed = [(PressureLevel::Critical, t.2), (PressureLevel::High, t.1), (PressureLevel::Elevated, t.0)]
             .into_iter()
@@ -473,7 +481,11 @@ mod tests {
                 assert!(p.reasons.is_empty());
             } else {
                 assert_eq!(p.reasons.len(), 1);
-                assert!(p.reasons[0].starts_with(&format!("load_milli_per_core {load} >= {level} threshold")), "{:?}", p.reasons);
+                assert!(
+                    p.reasons[0].starts_with(&format!("load_milli_per_core {load} >= {level} threshold")),
+                    "{:?}",
+                    p.reasons
+                );
             }
         }
     }
@@ -491,14 +503,17 @@ mod tests {
             let p = assess(&Telemetry { mem_free_mib: free, ..calm() }, &pol);
             assert_eq!((p.level, p.lanes), (level, lanes), "mem {free}");
             if level != PressureLevel::Normal {
-                assert_eq!(p.reasons, vec![format!(
-                    "mem_free_mib {free} < {level} threshold {}",
-                    match level {
-                        PressureLevel::Elevated => 1024,
-                        PressureLevel::High => 512,
-                        _ => 256,
-                    }
-                )]);
+                assert_eq!(
+                    p.reasons,
+                    vec![format!(
+                        "mem_free_mib {free} < {level} threshold {}",
+                        match level {
+                            PressureLevel::Elevated => 1024,
+                            PressureLevel::High => 512,
+                            _ => 256,
+                        }
+                    )]
+                );
             }
         }
     }

@@ -34,9 +34,7 @@ pub fn sample(home: &Path, policy: &ResourcePolicy) -> Result<Telemetry, Resourc
         None => Override::default(),
     };
     let system = System::new_with_specifics(
-        RefreshKind::nothing()
-            .with_memory(MemoryRefreshKind::nothing().with_ram())
-            .with_cpu(CpuRefreshKind::nothing()),
+        RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()).with_cpu(CpuRefreshKind::nothing()),
     )
     .map_err(|e| format!("sysinfo: {e}"));
     let real_cores = system.as_ref().map_err(Clone::clone).and_then(cores);
@@ -77,7 +75,8 @@ fn pick<T>(
 
 fn read_override(path: &Path) -> Result<Override, ResourceError> {
     let bytes = std::fs::read(path).map_err(|source| ResourceError::OverrideRead { path: path.to_owned(), source })?;
-    let invalid = |field: String, problem: String| ResourceError::OverrideInvalid { path: path.to_owned(), field, problem };
+    let invalid =
+        |field: String, problem: String| ResourceError::OverrideInvalid { path: path.to_owned(), field, problem };
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(invalid(".".to_owned(), "not a JSON object; expected an object of telemetry fields".to_owned()));
     }
@@ -211,9 +210,16 @@ mod tests {
                 mem_total_mib: 5,
                 disk_free_mib: 6,
                 disk_path: "/x".into(),
-                overridden: ["load_milli_per_core", "cores", "mem_free_mib", "mem_total_mib", "disk_free_mib", "disk_path"]
-                    .map(String::from)
-                    .to_vec(),
+                overridden: [
+                    "load_milli_per_core",
+                    "cores",
+                    "mem_free_mib",
+                    "mem_total_mib",
+                    "disk_free_mib",
+                    "disk_path"
+                ]
+                .map(String::from)
+                .to_vec(),
             }
         );
     }

@@ -39,9 +39,7 @@ pub enum StateError {
     Write { path: PathBuf, source: io::Error },
     #[error("state file {path} is corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },
-    #[error(
-        "state file {path} has format version {found}; this hermes reads versions up to {supported}"
-    )]
+    #[error("state file {path} has format version {found}; this hermes reads versions up to {supported}")]
     FutureVersion { path: PathBuf, found: u32, supported: u32 },
 }
 
@@ -106,23 +104,13 @@ impl StateStore {
             Err(source) => return Err(StateError::Read { path, source }),
         };
         let corrupt = |detail: String| StateError::Corrupt { path: path.clone(), detail };
-        let version: VersionProbe =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let version: VersionProbe = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if version.format_version > FORMAT_VERSION {
-            return Err(StateError::FutureVersion {
-                path,
-                found: version.format_version,
-                supported: FORMAT_VERSION,
-            });
+            return Err(StateError::FutureVersion { path, found: version.format_version, supported: FORMAT_VERSION });
         }
-        let envelope: Envelope<T> =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let envelope: Envelope<T> = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if envelope.view != view.stem() {
-            return Err(corrupt(format!(
-                "it says it is view {:?}, expected {:?}",
-                envelope.view,
-                view.stem()
-            )));
+            return Err(corrupt(format!("it says it is view {:?}, expected {:?}", envelope.view, view.stem())));
         }
         Ok(Some(envelope))
     }
@@ -147,7 +135,11 @@ impl StateStore {
             let version: VersionProbe = serde_json::from_str(line)
                 .map_err(|e| StateError::Corrupt { path: path.clone(), detail: format!("line {}: {e}", i + 1) })?;
             if version.format_version > FORMAT_VERSION {
-                return Err(StateError::FutureVersion { path, found: version.format_version, supported: FORMAT_VERSION });
+                return Err(StateError::FutureVersion {
+                    path,
+                    found: version.format_version,
+                    supported: FORMAT_VERSION,
+                });
             }
         }
         if !text.is_empty() && !text.ends_with('\n') {
@@ -157,14 +149,26 @@ impl StateStore {
     }
 
     /// Atomically writes a view.
-    pub fn write<T: Serialize>(&self, view: ViewName, written_at: &str, ledger_head: &LedgerHead, data: &T) -> Result<(), StateError> {
+    pub fn write<T: Serialize>(
+        &self,
+        view: ViewName,
+        written_at: &str,
+        ledger_head: &LedgerHead,
+        data: &T,
+    ) -> Result<(), StateError> {
         let bytes = self.envelope_bytes(view, written_at, ledger_head, data, true)?;
         fsx::write_atomic(&self.dir, view.file_name(), &bytes)
             .map_err(|source| StateError::Write { path: self.path_of(view.file_name()), source })
     }
 
     /// Appends one envelope line to a `*.jsonl` history and fsyncs it.
-    pub fn append_history<T: Serialize>(&self, view: ViewName, written_at: &str, ledger_head: &LedgerHead, data: &T) -> Result<(), StateError> {
+    pub fn append_history<T: Serialize>(
+        &self,
+        view: ViewName,
+        written_at: &str,
+        ledger_head: &LedgerHead,
+        data: &T,
+    ) -> Result<(), StateError> {
         let line = self.envelope_bytes(view, written_at, ledger_head, data, false)?;
         fsx::append_durable(&self.dir, view.file_name(), &line)
             .map_err(|source| StateError::Write { path: self.path_of(view.file_name()), source })
@@ -172,7 +176,14 @@ impl StateStore {
 
     /// The envelope of `data` as JSON (pretty for views, one line for
     /// histories), ending in a newline.
-    fn envelope_bytes<T: Serialize>(&self, view: ViewName, written_at: &str, ledger_head: &LedgerHead, data: &T, pretty: bool) -> Result<Vec<u8>, StateError> {
+    fn envelope_bytes<T: Serialize>(
+        &self,
+        view: ViewName,
+        written_at: &str,
+        ledger_head: &LedgerHead,
+        data: &T,
+        pretty: bool,
+    ) -> Result<Vec<u8>, StateError> {
         let envelope = Envelope {
             format_version: FORMAT_VERSION,
             view: view.stem().to_owned(),
@@ -181,7 +192,8 @@ impl StateStore {
             data,
         };
         let serialized = if pretty { serde_json::to_vec_pretty(&envelope) } else { serde_json::to_vec(&envelope) };
-        let mut bytes = serialized.map_err(|e| StateError::Write { path: self.path_of(view.file_name()), source: io::Error::other(e) })?;
+        let mut bytes = serialized
+            .map_err(|e| StateError::Write { path: self.path_of(view.file_name()), source: io::Error::other(e) })?;
         bytes.push(b'\n');
         Ok(bytes)
     }

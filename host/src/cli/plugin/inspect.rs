@@ -21,9 +21,9 @@ pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
     let bytes = read_component(&args.component)?;
     let engine = engine(workspace)?;
     let source = args.component.display().to_string();
-    let plugin = engine
-        .load(&bytes, &source)
-        .map_err(|e| CliError::new(ErrorKind::Config, e.to_string()).hint("`hermes plugin test` reports every check"))?;
+    let plugin = engine.load(&bytes, &source).map_err(|e| {
+        CliError::new(ErrorKind::Config, e.to_string()).hint("`hermes plugin test` reports every check")
+    })?;
     if args.json {
         print_json(&json!({
             "component": source,

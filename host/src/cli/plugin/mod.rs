@@ -30,10 +30,15 @@ pub fn run(workspace: &Workspace, command: Command) -> Result<ExitStatus, CliErr
 /// The production engine, with the workspace's component cache when the
 /// workspace exists.
 fn engine(workspace: &Workspace) -> Result<PluginEngine, CliError> {
-    let cache = workspace.home().is_dir().then(|| ComponentCache::open(&workspace.home().join("cache").join("plugins")).ok()).flatten();
+    let cache = workspace
+        .home()
+        .is_dir()
+        .then(|| ComponentCache::open(&workspace.home().join("cache").join("plugins")).ok())
+        .flatten();
     PluginEngine::new(cache).map_err(|e| CliError::new(ErrorKind::Internal, e.to_string()))
 }
 
 fn read_component(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| CliError::new(ErrorKind::Config, format!("cannot read component {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| CliError::new(ErrorKind::Config, format!("cannot read component {}: {e}", path.display())))
 }

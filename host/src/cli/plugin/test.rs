@@ -47,7 +47,9 @@ pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
         Ok(plugin) => plugin,
         Err(e) => {
             if args.json {
-                print_json(&json!({ "component": source, "loaded": false, "error": e.to_string(), "passed": 0, "failed": 1 }))?;
+                print_json(
+                    &json!({ "component": source, "loaded": false, "error": e.to_string(), "passed": 0, "failed": 1 }),
+                )?;
             } else {
                 println!("FAIL load: {e}\n\n0 passed, 1 failed");
             }
@@ -55,7 +57,8 @@ pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
         }
     };
     // The workspace policy's limits for this kind, when there is one.
-    let limits = workspace.load_policy().ok().and_then(|p| p.plugins.get(plugin.kind.as_str()).cloned()).unwrap_or_default();
+    let limits =
+        workspace.load_policy().ok().and_then(|p| p.plugins.get(plugin.kind.as_str()).cloned()).unwrap_or_default();
     let base = CallSpec {
         fuel: args.fuel.or(limits.fuel).unwrap_or_else(|| plugin.kind.default_fuel()),
         memory_cap: limits.memory_mib.map_or(DEFAULT_MEMORY_CAP, |m| (m as usize) << 20),
@@ -88,7 +91,14 @@ pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
         }))?;
     } else {
         let m = &plugin.metadata;
-        println!("{} {} ({}, hermes:plugin@{}), sha256 {}", m.name, m.version, plugin.kind.as_str(), plugin.wit_version, plugin.digest);
+        println!(
+            "{} {} ({}, hermes:plugin@{}), sha256 {}",
+            m.name,
+            m.version,
+            plugin.kind.as_str(),
+            plugin.wit_version,
+            plugin.digest
+        );
         println!("imports ok: {}", plugin.imports.len());
         for r in &reports {
             let status = if r.passed { "PASS" } else { "FAIL" };
