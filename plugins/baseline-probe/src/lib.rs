@@ -12,19 +12,16 @@ pub const WORKTREE: &str = "/worktree";
 struct BaselineProbe;
 
 fn worktree_has_file(rel: &str) -> bool {
-    std::fs::metadata(format!("{WORKTREE}/{rel}"))
-        .map(|m| m.is_file())
-        .unwrap_or(false)
+    std::fs::metadata(format!("{WORKTREE}/{rel}")).map(|m| m.is_file()).unwrap_or(false)
 }
 
 impl hermes_plugin_sdk::RepoProbe for BaselineProbe {
     const NAME: &'static str = "baseline-probe";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "Baseline probe: lockfile, manifest and migration changes and large changes in incoming commits";
+    const DESCRIPTION: &'static str =
+        "Baseline probe: lockfile, manifest and migration changes and large changes in incoming commits";
 
-    fn probe(
-        input: hermes_plugin_sdk::ProbeInput,
-    ) -> Result<Vec<hermes_plugin_sdk::Signal>, String> {
+    fn probe(input: hermes_plugin_sdk::ProbeInput) -> Result<Vec<hermes_plugin_sdk::Signal>, String> {
         Ok(logic::probe(&input, &worktree_has_file))
     }
 }
@@ -36,12 +33,9 @@ mod tests {
     #[test]
     fn fixtures() {
         // Fixtures are worktree-independent: no worktree file exists.
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/baseline-probe.json");
-        let n = hermes_plugin_sdk::fixtures::run(&path, |input| {
-            Ok(super::logic::probe(&input, &|_| false))
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/baseline-probe.json");
+        let n = hermes_plugin_sdk::fixtures::run(&path, |input| Ok(super::logic::probe(&input, &|_| false)))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(n >= 5, "only {n} fixture cases");
     }
 }

@@ -49,14 +49,7 @@ pub const MANIFESTS: &[(&str, &[&str])] = &[
     ("Cargo.toml", &["Cargo.lock"]),
     (
         "package.json",
-        &[
-            "package-lock.json",
-            "npm-shrinkwrap.json",
-            "yarn.lock",
-            "pnpm-lock.yaml",
-            "bun.lockb",
-            "bun.lock",
-        ],
+        &["package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "bun.lockb", "bun.lock"],
     ),
     ("pyproject.toml", &["poetry.lock", "uv.lock", "pdm.lock"]),
     ("Pipfile", &["Pipfile.lock"]),
@@ -91,11 +84,7 @@ fn parent(path: &str) -> &str {
 }
 
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
+    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
 }
 
 /// A repository-relative path that stays inside the worktree.
@@ -104,9 +93,7 @@ fn is_safe_relative(path: &str) -> bool {
         && !path.starts_with('/')
         && !path.contains('\\')
         && !path.contains('\0')
-        && path
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 fn is_migration(path: &str) -> bool {
@@ -115,12 +102,7 @@ fn is_migration(path: &str) -> bool {
 }
 
 fn listing(paths: &[&str]) -> String {
-    let mut s = paths
-        .iter()
-        .take(LISTED_PATHS)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = paths.iter().take(LISTED_PATHS).copied().collect::<Vec<_>>().join(", ");
     if paths.len() > LISTED_PATHS {
         s.push_str(&format!(" and {} more", paths.len() - LISTED_PATHS));
     }
@@ -128,12 +110,7 @@ fn listing(paths: &[&str]) -> String {
 }
 
 fn signal(key: &str, severity: Severity, count: usize, message: String) -> Signal {
-    Signal {
-        key: key.to_string(),
-        value: count.to_string(),
-        severity,
-        message,
-    }
+    Signal { key: key.to_string(), value: count.to_string(), severity, message }
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -144,19 +121,11 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 /// whether the repository-relative path `rel` is a regular file in the
 /// current worktree (it is only called with safe relative paths).
 pub fn probe(input: &ProbeInput, worktree_has_file: &dyn Fn(&str) -> bool) -> Vec<Signal> {
-    let paths: BTreeSet<&str> = input
-        .repo
-        .incoming
-        .iter()
-        .flat_map(|c| c.changed_paths.iter().map(String::as_str))
-        .collect();
+    let paths: BTreeSet<&str> =
+        input.repo.incoming.iter().flat_map(|c| c.changed_paths.iter().map(String::as_str)).collect();
     let mut signals = Vec::new();
 
-    let lockfiles: Vec<&str> = paths
-        .iter()
-        .copied()
-        .filter(|p| LOCKFILES.contains(&file_name(p)))
-        .collect();
+    let lockfiles: Vec<&str> = paths.iter().copied().filter(|p| LOCKFILES.contains(&file_name(p))).collect();
     if !lockfiles.is_empty() {
         signals.push(signal(
             "lockfile-changed",
@@ -172,12 +141,7 @@ pub fn probe(input: &ProbeInput, worktree_has_file: &dyn Fn(&str) -> bool) -> Ve
 
     let manifests: Vec<(&str, &[&str])> = paths
         .iter()
-        .filter_map(|p| {
-            MANIFESTS
-                .iter()
-                .find(|(m, _)| *m == file_name(p))
-                .map(|(_, locks)| (*p, *locks))
-        })
+        .filter_map(|p| MANIFESTS.iter().find(|(m, _)| *m == file_name(p)).map(|(_, locks)| (*p, *locks)))
         .collect();
     if !manifests.is_empty() {
         let names: Vec<&str> = manifests.iter().map(|(p, _)| *p).collect();
@@ -199,10 +163,7 @@ pub fn probe(input: &ProbeInput, worktree_has_file: &dyn Fn(&str) -> bool) -> Ve
             let dir = parent(path);
             let lock_paths: Vec<String> = locks.iter().map(|l| join(dir, l)).collect();
             let lock_changed = lock_paths.iter().any(|l| paths.contains(l.as_str()));
-            !lock_changed
-                && lock_paths
-                    .iter()
-                    .any(|l| is_safe_relative(l) && worktree_has_file(l))
+            !lock_changed && lock_paths.iter().any(|l| is_safe_relative(l) && worktree_has_file(l))
         })
         .map(|(p, _)| *p)
         .collect();
@@ -228,11 +189,7 @@ pub fn probe(input: &ProbeInput, worktree_has_file: &dyn Fn(&str) -> bool) -> Ve
             migrations.len(),
             format!(
                 "{} in incoming commits: {}",
-                plural(
-                    migrations.len(),
-                    "migration file changes",
-                    "migration files change"
-                ),
+                plural(migrations.len(), "migration file changes", "migration files change"),
                 listing(&migrations)
             ),
         ));
@@ -287,10 +244,7 @@ mod tests {
     }
 
     fn keys(signals: &[Signal]) -> Vec<(&str, &str)> {
-        signals
-            .iter()
-            .map(|s| (s.key.as_str(), s.value.as_str()))
-            .collect()
+        signals.iter().map(|s| (s.key.as_str(), s.value.as_str())).collect()
     }
 
     #[test]
@@ -301,43 +255,20 @@ mod tests {
     #[test]
     fn lockfile_manifest_migration() {
         let s = probe(
-            &input(&[
-                &["Cargo.toml", "Cargo.lock"],
-                &["web/package.json", "db/migrations/0002_x.rb", "schema.SQL"],
-            ]),
+            &input(&[&["Cargo.toml", "Cargo.lock"], &["web/package.json", "db/migrations/0002_x.rb", "schema.SQL"]]),
             &|_| false,
         );
-        assert_eq!(
-            keys(&s),
-            vec![
-                ("lockfile-changed", "1"),
-                ("manifest-changed", "2"),
-                ("migration-files", "2")
-            ]
-        );
-        assert_eq!(
-            s[0].message,
-            "1 lockfile changes in incoming commits: Cargo.lock"
-        );
+        assert_eq!(keys(&s), vec![("lockfile-changed", "1"), ("manifest-changed", "2"), ("migration-files", "2")]);
+        assert_eq!(s[0].message, "1 lockfile changes in incoming commits: Cargo.lock");
         assert_eq!(s[2].severity, Severity::Critical);
     }
 
     #[test]
     fn stale_lockfile_only_when_present_in_worktree() {
         let i = input(&[&["web/package.json", "go.mod", "go.sum"]]);
-        assert_eq!(
-            keys(&probe(&i, &|_| false)),
-            vec![("lockfile-changed", "1"), ("manifest-changed", "2")]
-        );
+        assert_eq!(keys(&probe(&i, &|_| false)), vec![("lockfile-changed", "1"), ("manifest-changed", "2")]);
         let s = probe(&i, &|p| p == "web/yarn.lock");
-        assert_eq!(
-            keys(&s),
-            vec![
-                ("lockfile-changed", "1"),
-                ("manifest-changed", "2"),
-                ("lockfile-stale", "1")
-            ]
-        );
+        assert_eq!(keys(&s), vec![("lockfile-changed", "1"), ("manifest-changed", "2"), ("lockfile-stale", "1")]);
         assert_eq!(
             s[2].message,
             "1 manifest changes without its lockfile, which exists in the worktree and will be out of date: web/package.json"
@@ -356,10 +287,7 @@ mod tests {
         let paths: Vec<String> = (0..120).map(|i| format!("src/f{i:03}.sql")).collect();
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
         let s = probe(&input(&[&refs]), &|_| false);
-        assert_eq!(
-            keys(&s),
-            vec![("migration-files", "120"), ("large-change", "120")]
-        );
+        assert_eq!(keys(&s), vec![("migration-files", "120"), ("large-change", "120")]);
         assert!(s[0].message.ends_with("src/f009.sql and 110 more"));
     }
 }

@@ -12,9 +12,7 @@ pub fn to_logic(input: &ScoreInput) -> scorer_logic::Input {
         dirty_paths: repo.dirty_paths,
         operation: repo.operation.clone(),
         changed_paths: scorer_logic::count_distinct_paths(
-            repo.incoming
-                .iter()
-                .map(|c| c.changed_paths.iter().map(String::as_str)),
+            repo.incoming.iter().map(|c| c.changed_paths.iter().map(String::as_str)),
         ),
         signals: input
             .signals
@@ -33,11 +31,7 @@ pub fn to_logic(input: &ScoreInput) -> scorer_logic::Input {
         confidence_ppm: input.intelligence.confidence_ppm,
         risky_hours: input.intelligence.risky_hours.clone(),
         hour_of_day: input.hour_of_day,
-        settings: input
-            .settings
-            .iter()
-            .map(|s| (s.key.clone(), s.value))
-            .collect(),
+        settings: input.settings.iter().map(|s| (s.key.clone(), s.value)).collect(),
     }
 }
 

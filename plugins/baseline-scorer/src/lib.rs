@@ -20,11 +20,10 @@ struct BaselineScorer;
 impl hermes_plugin_sdk::RiskScorer for BaselineScorer {
     const NAME: &'static str = "baseline-scorer";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "Baseline risk scorer: behind count, change size, signals, rollback/failure history, confidence, risky hours";
+    const DESCRIPTION: &'static str =
+        "Baseline risk scorer: behind count, change size, signals, rollback/failure history, confidence, risky hours";
 
-    fn score(
-        input: hermes_plugin_sdk::ScoreInput,
-    ) -> Result<hermes_plugin_sdk::ScoreOutput, String> {
+    fn score(input: hermes_plugin_sdk::ScoreInput) -> Result<hermes_plugin_sdk::ScoreOutput, String> {
         Ok(score_with(&input, &scorer_logic::Config::BASELINE))
     }
 }
@@ -38,10 +37,8 @@ mod tests {
 
     #[test]
     fn fixtures() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/baseline-scorer.json");
-        let n = hermes_plugin_sdk::fixtures::run(&path, BaselineScorer::score)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/baseline-scorer.json");
+        let n = hermes_plugin_sdk::fixtures::run(&path, BaselineScorer::score).unwrap_or_else(|e| panic!("{e}"));
         assert!(n >= 5, "only {n} fixture cases");
     }
 

@@ -9,11 +9,10 @@ struct BaselineSelector;
 impl hermes_plugin_sdk::FederationSelector for BaselineSelector {
     const NAME: &'static str = "baseline-selector";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "Baseline selector: skip open circuits; rank by role, closed before half-open, success rate, latency, name";
+    const DESCRIPTION: &'static str =
+        "Baseline selector: skip open circuits; rank by role, closed before half-open, success rate, latency, name";
 
-    fn select(
-        input: hermes_plugin_sdk::SelectInput,
-    ) -> Result<hermes_plugin_sdk::SelectOutput, String> {
+    fn select(input: hermes_plugin_sdk::SelectInput) -> Result<hermes_plugin_sdk::SelectOutput, String> {
         logic::select(&input)
     }
 }
@@ -24,8 +23,7 @@ hermes_plugin_sdk::export_federation_selector!(BaselineSelector);
 mod tests {
     #[test]
     fn fixtures() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/baseline-selector.json");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/baseline-selector.json");
         let n = hermes_plugin_sdk::fixtures::run(&path, |input| super::logic::select(&input))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(n >= 5, "only {n} fixture cases");

@@ -48,18 +48,10 @@ pub fn circuit_name(c: CircuitState) -> &'static str {
 
 /// Select a remote; see the module documentation.
 pub fn select(input: &SelectInput) -> Result<SelectOutput, String> {
-    let mut usable: Vec<(usize, &RemoteCandidate)> = input
-        .candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.circuit != CircuitState::Open)
-        .collect();
-    let skipped: Vec<&str> = input
-        .candidates
-        .iter()
-        .filter(|c| c.circuit == CircuitState::Open)
-        .map(|c| c.name.as_str())
-        .collect();
+    let mut usable: Vec<(usize, &RemoteCandidate)> =
+        input.candidates.iter().enumerate().filter(|(_, c)| c.circuit != CircuitState::Open).collect();
+    let skipped: Vec<&str> =
+        input.candidates.iter().filter(|c| c.circuit == CircuitState::Open).map(|c| c.name.as_str()).collect();
 
     if usable.is_empty() {
         return Err(if input.candidates.is_empty() {
@@ -109,13 +101,7 @@ pub fn select(input: &SelectInput) -> Result<SelectOutput, String> {
 mod tests {
     use super::*;
 
-    fn c(
-        name: &str,
-        role: RemoteRole,
-        ppm: u32,
-        ms: u32,
-        circuit: CircuitState,
-    ) -> RemoteCandidate {
+    fn c(name: &str, role: RemoteRole, ppm: u32, ms: u32, circuit: CircuitState) -> RemoteCandidate {
         RemoteCandidate {
             name: name.into(),
             role,
@@ -127,11 +113,7 @@ mod tests {
     }
 
     fn input(candidates: Vec<RemoteCandidate>) -> SelectInput {
-        SelectInput {
-            repo: "r".into(),
-            candidates,
-            logical_time: 0,
-        }
+        SelectInput { repo: "r".into(), candidates, logical_time: 0 }
     }
 
     #[test]
@@ -150,10 +132,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(out.chosen, "o");
-        assert_eq!(
-            out.ranking,
-            vec!["o", "m-best", "m0", "m1", "m2", "m-half", "fb"]
-        );
+        assert_eq!(out.ranking, vec!["o", "m-best", "m0", "m1", "m2", "m-half", "fb"]);
         assert_eq!(
             out.reason,
             "chose o (role origin, circuit half-open, success-rate-ppm 500000, latency-ms 100) of 7 usable; skipped open circuit: p"
@@ -162,21 +141,8 @@ mod tests {
 
     #[test]
     fn errors_without_usable_candidate() {
-        assert_eq!(
-            select(&input(vec![])).unwrap_err(),
-            "no remote candidates for repo r"
-        );
-        let err = select(&input(vec![c(
-            "a",
-            RemoteRole::Primary,
-            0,
-            0,
-            CircuitState::Open,
-        )]))
-        .unwrap_err();
-        assert_eq!(
-            err,
-            "no usable remote for repo r: all 1 candidates have an open circuit (a)"
-        );
+        assert_eq!(select(&input(vec![])).unwrap_err(), "no remote candidates for repo r");
+        let err = select(&input(vec![c("a", RemoteRole::Primary, 0, 0, CircuitState::Open)])).unwrap_err();
+        assert_eq!(err, "no usable remote for repo r: all 1 candidates have an open circuit (a)");
     }
 }

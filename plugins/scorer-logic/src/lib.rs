@@ -222,9 +222,8 @@ impl Config {
     pub fn with_settings(&self, settings: &[(String, i64)]) -> Config {
         let get = |key: &str| settings.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
         let weight = |key: &str, default: u64| get(key).map_or(default, |v| v.max(0) as u64);
-        let threshold = |key: &str, default: u64| {
-            get(key).map_or(default, |v| v.clamp(0, i64::from(MAX_RISK) + 1) as u64)
-        };
+        let threshold =
+            |key: &str, default: u64| get(key).map_or(default, |v| v.clamp(0, i64::from(MAX_RISK) + 1) as u64);
         Config {
             behind: weight("weight.behind", self.behind),
             changed_path: weight("weight.changed_path", self.changed_path),
@@ -235,14 +234,11 @@ impl Config {
             failure_probability: weight("weight.failure_probability", self.failure_probability),
             low_confidence: weight("weight.low_confidence", self.low_confidence),
             confidence_threshold_ppm: get("threshold.confidence_ppm")
-                .map_or(self.confidence_threshold_ppm, |v| {
-                    v.clamp(0, PPM as i64) as u64
-                }),
+                .map_or(self.confidence_threshold_ppm, |v| v.clamp(0, PPM as i64) as u64),
             risky_hour: weight("weight.risky_hour", self.risky_hour),
             threshold_defer: threshold("threshold.defer", self.threshold_defer),
             threshold_block: threshold("threshold.block", self.threshold_block),
-            hold_local_changes: get("hold.local_changes")
-                .map_or(self.hold_local_changes, |v| v != 0),
+            hold_local_changes: get("hold.local_changes").map_or(self.hold_local_changes, |v| v != 0),
         }
     }
 }
@@ -287,22 +283,12 @@ pub fn score(input: &Input, defaults: &Config) -> Output {
     };
 
     let behind = input.behind.saturating_mul(cfg.behind);
-    add(
-        behind,
-        format!(
-            "behind: {} commits x weight.behind {} = +{}",
-            input.behind, cfg.behind, behind
-        ),
-        &mut reasons,
-    );
+    add(behind, format!("behind: {} commits x weight.behind {} = +{}", input.behind, cfg.behind, behind), &mut reasons);
 
     let changed = input.changed_paths.saturating_mul(cfg.changed_path);
     add(
         changed,
-        format!(
-            "changed paths: {} x weight.changed_path {} = +{}",
-            input.changed_paths, cfg.changed_path, changed
-        ),
+        format!("changed paths: {} x weight.changed_path {} = +{}", input.changed_paths, cfg.changed_path, changed),
         &mut reasons,
     );
 
@@ -313,14 +299,7 @@ pub fn score(input: &Input, defaults: &Config) -> Output {
             Severity::Critical => cfg.signal_critical,
         };
         let sev = signal.severity.as_str();
-        add(
-            weight,
-            format!(
-                "signal {} ({sev}): weight.signal.{sev} = +{weight}",
-                signal.key
-            ),
-            &mut reasons,
-        );
+        add(weight, format!("signal {} ({sev}): weight.signal.{sev} = +{weight}", signal.key), &mut reasons);
     }
 
     let rollback = scale_ppm(u64::from(input.rollback_rate_ppm), cfg.rollback_rate);
@@ -333,10 +312,7 @@ pub fn score(input: &Input, defaults: &Config) -> Output {
         &mut reasons,
     );
 
-    let failure = scale_ppm(
-        u64::from(input.failure_probability_ppm),
-        cfg.failure_probability,
-    );
+    let failure = scale_ppm(u64::from(input.failure_probability_ppm), cfg.failure_probability);
     add(
         failure,
         format!(
@@ -349,10 +325,8 @@ pub fn score(input: &Input, defaults: &Config) -> Output {
     let confidence = u64::from(input.confidence_ppm).min(PPM);
     if confidence < cfg.confidence_threshold_ppm {
         let t = cfg.confidence_threshold_ppm;
-        let low = u64::try_from(
-            u128::from(cfg.low_confidence) * u128::from(t - confidence) / u128::from(t),
-        )
-        .unwrap_or(u64::MAX);
+        let low = u64::try_from(u128::from(cfg.low_confidence) * u128::from(t - confidence) / u128::from(t))
+            .unwrap_or(u64::MAX);
         add(
             low,
             format!(
@@ -403,36 +377,20 @@ pub fn score(input: &Input, defaults: &Config) -> Output {
             }
             let _ = write!(what, "ahead {}", input.ahead);
         }
-        reasons.push(format!(
-            "local changes ({what}) and hold.local_changes: hold (risk {risk})"
-        ));
+        reasons.push(format!("local changes ({what}) and hold.local_changes: hold (risk {risk})"));
         Recommendation::Hold
     } else if r >= cfg.threshold_block {
-        reasons.push(format!(
-            "risk {risk} >= threshold.block {}: block",
-            cfg.threshold_block
-        ));
+        reasons.push(format!("risk {risk} >= threshold.block {}: block", cfg.threshold_block));
         Recommendation::Block
     } else if r >= cfg.threshold_defer {
-        reasons.push(format!(
-            "risk {risk} >= threshold.defer {}: defer",
-            cfg.threshold_defer
-        ));
+        reasons.push(format!("risk {risk} >= threshold.defer {}: defer", cfg.threshold_defer));
         Recommendation::Defer
     } else {
-        reasons.push(format!(
-            "risk {risk} < threshold.defer {}: upgrade",
-            cfg.threshold_defer
-        ));
+        reasons.push(format!("risk {risk} < threshold.defer {}: upgrade", cfg.threshold_defer));
         Recommendation::Upgrade
     };
 
-    Output {
-        risk,
-        recommendation,
-        priority: MAX_RISK - risk,
-        reasons,
-    }
+    Output { risk, recommendation, priority: MAX_RISK - risk, reasons }
 }
 
 #[cfg(test)]
@@ -440,24 +398,12 @@ mod tests {
     use super::*;
 
     fn base() -> Input {
-        Input {
-            behind: 3,
-            changed_paths: 5,
-            confidence_ppm: 900_000,
-            hour_of_day: 10,
-            ..Input::default()
-        }
+        Input { behind: 3, changed_paths: 5, confidence_ppm: 900_000, hour_of_day: 10, ..Input::default() }
     }
 
     #[test]
     fn noop_when_not_behind() {
-        let out = score(
-            &Input {
-                behind: 0,
-                ..base()
-            },
-            &Config::BASELINE,
-        );
+        let out = score(&Input { behind: 0, ..base() }, &Config::BASELINE);
         assert_eq!(out.recommendation, Recommendation::Noop);
         assert_eq!(out.risk, 10);
         assert_eq!(out.priority, 990);
@@ -483,18 +429,9 @@ mod tests {
     fn signals_and_history_defer_then_block() {
         let mut input = base();
         input.signals = vec![
-            SignalInput {
-                key: "lockfile-changed".into(),
-                severity: Severity::Warning,
-            },
-            SignalInput {
-                key: "migration-files".into(),
-                severity: Severity::Critical,
-            },
-            SignalInput {
-                key: "note".into(),
-                severity: Severity::Info,
-            },
+            SignalInput { key: "lockfile-changed".into(), severity: Severity::Warning },
+            SignalInput { key: "migration-files".into(), severity: Severity::Critical },
+            SignalInput { key: "note".into(), severity: Severity::Info },
         ];
         let out = score(&input, &Config::BASELINE);
         assert_eq!(out.risk, 40 + 100 + 300);
@@ -547,15 +484,9 @@ mod tests {
         assert_eq!(out.risk, 10);
         assert_eq!(out.recommendation, Recommendation::Upgrade);
         input.settings = vec![("threshold.defer".into(), 10)];
-        assert_eq!(
-            score(&input, &Config::BASELINE).recommendation,
-            Recommendation::Defer
-        );
+        assert_eq!(score(&input, &Config::BASELINE).recommendation, Recommendation::Defer);
         input.settings = vec![("threshold.block".into(), -1)];
-        assert_eq!(
-            score(&input, &Config::BASELINE).recommendation,
-            Recommendation::Block
-        );
+        assert_eq!(score(&input, &Config::BASELINE).recommendation, Recommendation::Block);
         let cfg = Config::BASELINE.with_settings(&[("threshold.block".into(), 5000)]);
         assert_eq!(cfg.threshold_block, 1001);
     }
@@ -572,36 +503,21 @@ mod tests {
             "local changes (dirty-paths 2, operation rebase) and hold.local_changes: hold (risk 40)"
         );
         input.settings = vec![("hold.local_changes".into(), 0)];
-        assert_eq!(
-            score(&input, &Config::BASELINE).recommendation,
-            Recommendation::Upgrade
-        );
+        assert_eq!(score(&input, &Config::BASELINE).recommendation, Recommendation::Upgrade);
         let input = Input { ahead: 1, ..base() };
-        assert_eq!(
-            score(&input, &Config::BASELINE).recommendation,
-            Recommendation::Hold
-        );
+        assert_eq!(score(&input, &Config::BASELINE).recommendation, Recommendation::Hold);
     }
 
     #[test]
     fn distinct_paths() {
         let commits = [vec!["a", "b"], vec!["b", "c"], vec![]];
-        assert_eq!(
-            count_distinct_paths(commits.iter().map(|c| c.iter().copied())),
-            3
-        );
+        assert_eq!(count_distinct_paths(commits.iter().map(|c| c.iter().copied())), 3);
     }
 
     #[test]
     fn deterministic() {
         let mut input = base();
-        input.signals = vec![SignalInput {
-            key: "x".into(),
-            severity: Severity::Warning,
-        }];
-        assert_eq!(
-            score(&input, &Config::BASELINE),
-            score(&input, &Config::BASELINE)
-        );
+        input.signals = vec![SignalInput { key: "x".into(), severity: Severity::Warning }];
+        assert_eq!(score(&input, &Config::BASELINE), score(&input, &Config::BASELINE));
     }
 }

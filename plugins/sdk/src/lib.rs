@@ -117,9 +117,8 @@ pub const WIT_VERSION: &str = "0.1.0";
 
 pub use bindings::repo_probe::hermes::plugin::host::LogLevel;
 pub use bindings::repo_probe::hermes::plugin::types::{
-    CircuitState, CommitSummary, Intelligence, PluginKind, PluginMetadata, ProbeInput,
-    Recommendation, RemoteCandidate, RemoteRole, RepoFacts, ScoreInput, ScoreOutput, SelectInput,
-    SelectOutput, Setting, Severity, Signal,
+    CircuitState, CommitSummary, Intelligence, PluginKind, PluginMetadata, ProbeInput, Recommendation, RemoteCandidate,
+    RemoteRole, RepoFacts, ScoreInput, ScoreOutput, SelectInput, SelectOutput, Setting, Severity, Signal,
 };
 
 /// Log a message through the host (`hermes:plugin/host.log`).
@@ -141,12 +140,7 @@ pub fn setting(settings: &[Setting], key: &str) -> Option<i64> {
 }
 
 fn metadata_of(name: &str, version: &str, kind: PluginKind, description: &str) -> PluginMetadata {
-    PluginMetadata {
-        name: name.to_string(),
-        version: version.to_string(),
-        kind,
-        description: description.to_string(),
-    }
+    PluginMetadata { name: name.to_string(), version: version.to_string(), kind, description: description.to_string() }
 }
 
 /// A repo probe (world `repo-probe`): inspects one repository and returns
@@ -164,12 +158,7 @@ pub trait RepoProbe {
     /// Plugin metadata; by default built from the constants above with kind
     /// `repo-probe`.
     fn metadata() -> PluginMetadata {
-        metadata_of(
-            Self::NAME,
-            Self::VERSION,
-            PluginKind::RepoProbe,
-            Self::DESCRIPTION,
-        )
+        metadata_of(Self::NAME, Self::VERSION, PluginKind::RepoProbe, Self::DESCRIPTION)
     }
 
     /// Inspect one repository. An `Err` is recorded and the repo deferred.
@@ -191,12 +180,7 @@ pub trait RiskScorer {
     /// Plugin metadata; by default built from the constants above with kind
     /// `risk-scorer`.
     fn metadata() -> PluginMetadata {
-        metadata_of(
-            Self::NAME,
-            Self::VERSION,
-            PluginKind::RiskScorer,
-            Self::DESCRIPTION,
-        )
+        metadata_of(Self::NAME, Self::VERSION, PluginKind::RiskScorer, Self::DESCRIPTION)
     }
 
     /// Score one repository. An `Err`, or a risk above 1000, defers the repo.
@@ -218,12 +202,7 @@ pub trait FederationSelector {
     /// Plugin metadata; by default built from the constants above with kind
     /// `federation-selector`.
     fn metadata() -> PluginMetadata {
-        metadata_of(
-            Self::NAME,
-            Self::VERSION,
-            PluginKind::FederationSelector,
-            Self::DESCRIPTION,
-        )
+        metadata_of(Self::NAME, Self::VERSION, PluginKind::FederationSelector, Self::DESCRIPTION)
     }
 
     /// Choose a remote, or return an error when none is usable.
@@ -351,11 +330,7 @@ pub mod fixtures {
                 }
                 (Value::Array(ea), Value::Array(aa)) => {
                     if ea.len() != aa.len() {
-                        return Err(format!(
-                            "{path}: expected {} elements, got {}: {a}",
-                            ea.len(),
-                            aa.len()
-                        ));
+                        return Err(format!("{path}: expected {} elements, got {}: {a}", ea.len(), aa.len()));
                     }
                     for (i, (ev, av)) in ea.iter().zip(aa).enumerate() {
                         let len = path.len();
@@ -374,10 +349,7 @@ pub mod fixtures {
 
     /// Run every case of the fixture file at `path` through `operation`.
     /// Returns the number of cases, or every failure (one line each).
-    pub fn run<I, O>(
-        path: &std::path::Path,
-        operation: impl Fn(I) -> Result<O, String>,
-    ) -> Result<usize, String>
+    pub fn run<I, O>(path: &std::path::Path, operation: impl Fn(I) -> Result<O, String>) -> Result<usize, String>
     where
         I: DeserializeOwned,
         O: Serialize,
@@ -397,10 +369,6 @@ pub mod fixtures {
                 failures.push(format!("{}: {e}\n  actual: {actual}", case.name));
             }
         }
-        if failures.is_empty() {
-            Ok(cases.len())
-        } else {
-            Err(failures.join("\n"))
-        }
+        if failures.is_empty() { Ok(cases.len()) } else { Err(failures.join("\n")) }
     }
 }

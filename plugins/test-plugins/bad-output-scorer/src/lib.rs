@@ -13,10 +13,7 @@ impl RiskScorer for BadOutputScorer {
     const DESCRIPTION: &'static str = "Test plugin: returns risk 5000 (invalid output)";
 
     fn score(_input: ScoreInput) -> Result<ScoreOutput, String> {
-        hermes_plugin_sdk::log(
-            LogLevel::Warn,
-            "bad-output-scorer: returning risk 5000 on purpose",
-        );
+        hermes_plugin_sdk::log(LogLevel::Warn, "bad-output-scorer: returning risk 5000 on purpose");
         Ok(ScoreOutput {
             risk: 5000,
             recommendation: Recommendation::Upgrade,

@@ -32,8 +32,7 @@ fn random_hex() -> String {
 impl RiskScorer for ClockRandomScorer {
     const NAME: &'static str = "clock-random-scorer";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "Test plugin: reports clocks and random bytes (must be deterministic)";
+    const DESCRIPTION: &'static str = "Test plugin: reports clocks and random bytes (must be deterministic)";
 
     fn score(_input: ScoreInput) -> Result<ScoreOutput, String> {
         let wall1 = wall();

@@ -18,11 +18,7 @@ impl RiskScorer for EnvScorer {
         let risk = (vars + args).min(1000) as u32;
         Ok(ScoreOutput {
             risk,
-            recommendation: if risk == 0 {
-                Recommendation::Noop
-            } else {
-                Recommendation::Block
-            },
+            recommendation: if risk == 0 { Recommendation::Noop } else { Recommendation::Block },
             priority: 1000 - risk,
             reasons: vec![
                 format!("env-vars={vars}"),

@@ -30,11 +30,7 @@ fn outcome(key: &str, escape: bool, result: Result<String, std::io::Error>) -> S
         Ok(detail) => Signal {
             key: key.to_string(),
             value: "allowed".to_string(),
-            severity: if escape {
-                Severity::Critical
-            } else {
-                Severity::Info
-            },
+            severity: if escape { Severity::Critical } else { Severity::Info },
             message: detail,
         },
         Err(e) => Signal {
@@ -117,23 +113,11 @@ impl RepoProbe for EscapeProbe {
         s.push(outcome("read-etc-passwd", true, read_head("/etc/passwd")));
         s.push(outcome("list-root", true, list("/")));
         s.push(outcome("list-worktree-parent", true, list("/worktree/..")));
-        s.push(outcome(
-            "read-dotdot-passwd",
-            true,
-            read_head("/worktree/../../etc/passwd"),
-        ));
-        s.push(outcome(
-            "read-relative-dotdot",
-            true,
-            read_head("../etc/passwd"),
-        ));
+        s.push(outcome("read-dotdot-passwd", true, read_head("/worktree/../../etc/passwd")));
+        s.push(outcome("read-relative-dotdot", true, read_head("../etc/passwd")));
         for (name, is_symlink, _) in &entries {
             if *is_symlink {
-                s.push(outcome(
-                    &format!("read-symlink:{name}"),
-                    true,
-                    read_head(&format!("{WORKTREE}/{name}")),
-                ));
+                s.push(outcome(&format!("read-symlink:{name}"), true, read_head(&format!("{WORKTREE}/{name}"))));
             }
         }
         Ok(s)

@@ -10,8 +10,7 @@ const CHUNK: usize = 1 << 20;
 impl RiskScorer for MemoryBombScorer {
     const NAME: &'static str = "memory-bomb-scorer";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "Test plugin: allocates 1 MiB chunks without bound (memory cap)";
+    const DESCRIPTION: &'static str = "Test plugin: allocates 1 MiB chunks without bound (memory cap)";
 
     fn score(_input: ScoreInput) -> Result<ScoreOutput, String> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();

@@ -10,19 +10,15 @@ use hermes_plugin_sdk::{RiskScorer, ScoreInput, ScoreOutput};
 mod convert;
 
 /// Defaults of `baseline-scorer` 2.0.0.
-pub const V2: scorer_logic::Config = scorer_logic::Config {
-    behind: 20,
-    threshold_defer: 300,
-    ..scorer_logic::Config::BASELINE
-};
+pub const V2: scorer_logic::Config =
+    scorer_logic::Config { behind: 20, threshold_defer: 300, ..scorer_logic::Config::BASELINE };
 
 struct BaselineScorerV2;
 
 impl RiskScorer for BaselineScorerV2 {
     const NAME: &'static str = "baseline-scorer";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "Baseline risk scorer 2.0.0 (test plugin): weight.behind 20, threshold.defer 300";
+    const DESCRIPTION: &'static str = "Baseline risk scorer 2.0.0 (test plugin): weight.behind 20, threshold.defer 300";
 
     fn score(input: ScoreInput) -> Result<ScoreOutput, String> {
         Ok(convert::score_with(&input, &V2))
@@ -38,24 +34,11 @@ mod tests {
     #[test]
     fn metadata_and_defaults() {
         let m = BaselineScorerV2::metadata();
-        assert_eq!(
-            (m.name.as_str(), m.version.as_str()),
-            ("baseline-scorer", "2.0.0")
-        );
-        let input = scorer_logic::Input {
-            behind: 15,
-            confidence_ppm: 1_000_000,
-            ..Default::default()
-        };
+        assert_eq!((m.name.as_str(), m.version.as_str()), ("baseline-scorer", "2.0.0"));
+        let input = scorer_logic::Input { behind: 15, confidence_ppm: 1_000_000, ..Default::default() };
         let v1 = scorer_logic::score(&input, &scorer_logic::Config::BASELINE);
         let v2 = scorer_logic::score(&input, &V2);
-        assert_eq!(
-            (v1.risk, v1.recommendation),
-            (150, scorer_logic::Recommendation::Upgrade)
-        );
-        assert_eq!(
-            (v2.risk, v2.recommendation),
-            (300, scorer_logic::Recommendation::Defer)
-        );
+        assert_eq!((v1.risk, v1.recommendation), (150, scorer_logic::Recommendation::Upgrade));
+        assert_eq!((v2.risk, v2.recommendation), (300, scorer_logic::Recommendation::Defer));
     }
 }

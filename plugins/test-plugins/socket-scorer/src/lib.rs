@@ -15,12 +15,7 @@ impl RiskScorer for SocketScorer {
             Ok(_) => "connected".to_string(),
             Err(e) => format!("connect failed: {e}"),
         };
-        Ok(ScoreOutput {
-            risk: 0,
-            recommendation: Recommendation::Noop,
-            priority: 1000,
-            reasons: vec![outcome],
-        })
+        Ok(ScoreOutput { risk: 0, recommendation: Recommendation::Noop, priority: 1000, reasons: vec![outcome] })
     }
 }
 

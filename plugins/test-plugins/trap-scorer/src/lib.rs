@@ -11,10 +11,7 @@ impl RiskScorer for TrapScorer {
     const DESCRIPTION: &'static str = "Test plugin: panics (trap)";
 
     fn score(input: ScoreInput) -> Result<ScoreOutput, String> {
-        panic!(
-            "trap-scorer: deliberate panic while scoring {}",
-            input.repo.name
-        );
+        panic!("trap-scorer: deliberate panic while scoring {}", input.repo.name);
     }
 }
 
