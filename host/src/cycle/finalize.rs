@@ -117,11 +117,32 @@ pub fn load_upgrade_state(
     Ok(state)
 }
 
+/// Views a cycle rewrites or appends to, besides the lease table (which is
+/// never set aside: a corrupt one stops the cycle, so no lease is lost) and
+/// the upgrade state (rebuilt by [`load_upgrade_state`]).
+const REWRITTEN: [ViewName; 15] = [
+    ViewName::GlobalOrchestrationPlan,
+    ViewName::UpgradeSummary,
+    ViewName::UpgradeStateHistory,
+    ViewName::RemoteHealth,
+    ViewName::RuntimeIntelligence,
+    ViewName::RuntimeResourceState,
+    ViewName::RuntimeResourceTelemetry,
+    ViewName::AgentCoordinationState,
+    ViewName::RuntimeConsensusState,
+    ViewName::RuntimeTopologyGraph,
+    ViewName::RemoteFederationState,
+    ViewName::FederationTopologyState,
+    ViewName::ControlPlaneIntegrity,
+    ViewName::RollbackIntelligence,
+    ViewName::LiveRuntimeControlPlane,
+];
+
 /// Checks the views a cycle rewrites or appends to before it starts: one
 /// from a newer Hermes stops the cycle; a corrupt one is kept aside (and the
 /// fact recorded) so that the cycle writes a fresh one.
 pub fn prepare_views(store: &StateStore, ledger: &mut EventLedger, tick: &str) -> Result<(), FinalizeError> {
-    for view in [ViewName::GlobalOrchestrationPlan, ViewName::UpgradeSummary, ViewName::UpgradeStateHistory] {
+    for view in REWRITTEN {
         match store.check(view) {
             Ok(()) if !view.is_history() => {
                 // A view that saw more of the ledger than the ledger holds

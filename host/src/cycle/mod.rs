@@ -166,12 +166,11 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let stamp = clock.now().format("%Y%m%dT%H%M%S%3fZ").to_string();
     let plugins = PluginSet::load(workspace.home(), &workspace.policy_path(), &policy)?;
     let early_store = StateStore::open(&workspace.state_dir())?;
-    let mut health = HealthBook::load(&early_store)?;
-    let mut federation = FederationState::load(&early_store)?;
-    let health_snapshot = health.clone();
+    // Plan mode reads health as it is; execute mode reloads it under the ledger lock.
+    let planning_health = HealthBook::load(&early_store).unwrap_or_default();
     let ctx = AssessContext {
         plugins: &plugins,
-        health: &health_snapshot,
+        health: &planning_health,
         health_policy: &policy.remote_health,
         now: clock.now(),
         probe_options: ProbeOptions {
@@ -207,6 +206,12 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let tick = format!("{stamp}-{}", ledger.head().seq + 1);
     finalize::prepare_views(&store, &mut ledger, &tick)?;
     let mut state = finalize::load_upgrade_state(&store, &mut ledger, &tick)?;
+    // Read-modify-written views are loaded only now, under the ledger lock,
+    // so concurrent cycles never lose each other's updates.
+    let mut health = HealthBook::load(&store)?;
+    let mut federation = FederationState::load(&store)?;
+    let health_snapshot = health.clone();
+    let ctx = AssessContext { health: &health_snapshot, ..ctx };
     let rollbacks = rollback::RollbackIntelligence::load(&store, ledger.head())?;
     let mut intelligence = match RuntimeIntelligence::load_current(&store, ledger.head())? {
         Some(current) => current,
