@@ -20,6 +20,7 @@ use crate::coordinate::{Holder, Lease};
 use crate::ledger::{self, EventLedger};
 use crate::plugin::PluginKind;
 use crate::plugin::set::configured_digest;
+use crate::policy::Policy;
 use crate::state::{LedgerHead, StateStore, ViewName};
 use crate::workspace::Workspace;
 use serde::{Deserialize, Serialize};
@@ -74,13 +75,13 @@ const VIEWS: [ViewName; 6] = [
 
 /// Runs every check.
 pub fn check(inputs: &GateInputs<'_>) -> GateReport {
-    let checks = vec![
-        leases_match(inputs),
-        leases_unique(inputs.active),
-        ledger_and_views(inputs),
-        policy_digest(inputs),
-        plugin_digests(inputs),
-    ];
+    let checks = vec![leases_match(inputs), leases_unique(inputs.active), ledger_and_views(inputs), {
+        // The policy as it is on disk now, read once for both checks.
+        let policy = inputs.workspace.load_policy().map_err(|e| e.to_string());
+        let mut checks = policy_digest(inputs, &policy);
+        checks.extend(plugin_digests(inputs, &policy));
+        checks
+    }];
     let checks: Vec<Check> = checks.into_iter().flatten().collect();
     GateReport { tick: inputs.plan.tick.clone(), ok: checks.iter().all(|c| c.ok), checks }
 }
@@ -180,8 +181,8 @@ fn ledger_and_views(inputs: &GateInputs<'_>) -> Vec<Check> {
     vec![chain, views]
 }
 
-fn policy_digest(inputs: &GateInputs<'_>) -> Vec<Check> {
-    let problems = match inputs.workspace.load_policy() {
+fn policy_digest(inputs: &GateInputs<'_>, policy: &Result<Policy, String>) -> Vec<Check> {
+    let problems = match policy {
         Ok(policy) if policy.digest() == inputs.plan.policy_digest => Vec::new(),
         Ok(policy) => vec![format!(
             "the policy changed since the plan: digest {} now, {} in the plan",
@@ -193,13 +194,13 @@ fn policy_digest(inputs: &GateInputs<'_>) -> Vec<Check> {
     vec![verdict("policy-digest", problems, format!("policy digest {}", inputs.plan.policy_digest))]
 }
 
-fn plugin_digests(inputs: &GateInputs<'_>) -> Vec<Check> {
+fn plugin_digests(inputs: &GateInputs<'_>, policy: &Result<Policy, String>) -> Vec<Check> {
     let mut problems = Vec::new();
-    match inputs.workspace.load_policy() {
+    match policy {
         Ok(policy) => {
             for kind in PluginKind::ALL {
                 let planned = inputs.plan.plugin_digests.get(&kind).map(String::as_str).unwrap_or("(none)");
-                match configured_digest(inputs.workspace.home(), &policy, kind) {
+                match configured_digest(inputs.workspace.home(), policy, kind) {
                     Ok(now) if now == planned => {}
                     Ok(now) => {
                         problems.push(format!("{}: component digest {now} now, {planned} in the plan", kind.as_str()))

@@ -165,9 +165,9 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let started_at = clock.now_rfc3339();
     let stamp = clock.now().format("%Y%m%dT%H%M%S%3fZ").to_string();
     let plugins = PluginSet::load(workspace.home(), &workspace.policy_path(), &policy)?;
-    let early_store = StateStore::open(&workspace.state_dir())?;
+    let store = StateStore::open(&workspace.state_dir())?;
     // Plan mode reads health as it is; execute mode reloads it under the ledger lock.
-    let planning_health = HealthBook::load(&early_store).unwrap_or_default();
+    let planning_health = HealthBook::load(&store).unwrap_or_default();
     let ctx = AssessContext {
         plugins: &plugins,
         health: &planning_health,
@@ -181,7 +181,6 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     };
     if options.mode == Mode::Plan {
         let tick = format!("{stamp}-plan");
-        let store = StateStore::open(&workspace.state_dir())?;
         let intelligence = match RuntimeIntelligence::read(&store) {
             Ok(Some(envelope)) => envelope.data,
             _ => RuntimeIntelligence::rebuild_from_ledger(&store).map(|(i, _)| i).unwrap_or_default(),
@@ -200,7 +199,6 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         });
     }
 
-    let store = StateStore::open(&workspace.state_dir())?;
     let mut ledger = EventLedger::open(store.dir(), &workspace.state_dir(), clock)?;
     // Tick ids are unique per ledger and reproducible under a pinned clock.
     let tick = format!("{stamp}-{}", ledger.head().seq + 1);
