@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 
 /// Writes `value` as canonical JSON.
 pub fn to_canonical_string(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(256);
     write_value(value, &mut out);
-    out
+    // Only serde_json's UTF-8 output and ASCII punctuation were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Serializes `value` and returns its canonical JSON.
@@ -43,39 +44,49 @@ pub fn digest<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     Ok(sha256_hex(canonical_json(value)?.as_bytes()))
 }
 
-fn write_value(value: &Value, out: &mut String) {
+/// The entries of `map` ordered by their keys' UTF-16 code units.
+fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    let utf16_order = |a: &str, b: &str| a.encode_utf16().cmp(b.encode_utf16());
+    // A BTreeMap-backed map is almost always in this order already.
+    if !entries.is_sorted_by(|(a, _), (b, _)| utf16_order(a, b).is_le()) {
+        entries.sort_by(|(a, _), (b, _)| utf16_order(a, b));
+    }
+    entries
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
+            out.push(b'{');
+            for (i, (key, item)) in sorted_entries(map).into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_scalar(&Value::String(key.clone()), out);
-                out.push(':');
+                write_scalar(key, out);
+                out.push(b':');
                 write_value(item, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_value(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         scalar => write_scalar(scalar, out),
     }
 }
 
-fn write_scalar(value: &Value, out: &mut String) {
-    // Scalars have exactly one serde_json rendering; it cannot fail.
-    out.push_str(&serde_json::to_string(value).unwrap_or_default());
+fn write_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Strings and scalars have exactly one serde_json rendering; writing
+    // into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 #[cfg(test)]
@@ -95,6 +106,15 @@ mod tests {
         // units, after it in UTF-8 bytes (F0.. vs EE..).
         let v = json!({"\u{E000}": 2, "\u{1F600}": 1});
         assert_eq!(to_canonical_string(&v), "{\"\u{1F600}\":1,\"\u{E000}\":2}");
+    }
+
+    #[test]
+    fn value_maps_iterate_in_key_order() {
+        // Call records keep plugin inputs as given; that is deterministic
+        // only while serde_json's maps are ordered (no `preserve_order`).
+        let v: Value = serde_json::from_str(r#"{"b": 1, "a": 2, "c": 3}"#).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["a", "b", "c"]);
     }
 
     #[test]

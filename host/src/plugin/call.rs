@@ -56,7 +56,7 @@ pub struct CallRecord {
     pub digest: String,
     pub wit_version: String,
     pub wasmtime_version: String,
-    /// The input, normalized (canonical key order).
+    /// The input (object keys in sorted order: serde_json maps are ordered).
     pub input: Value,
     pub input_digest: String,
     pub outcome: CallOutcome,
@@ -94,7 +94,6 @@ pub(crate) struct Failure {
 pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec: &CallSpec<'_>) -> CallRecord {
     let canonical_input = canonical::to_canonical_string(input);
     let input_digest: [u8; 32] = Sha256::digest(canonical_input.as_bytes()).into();
-    let normalized: Value = serde_json::from_str(&canonical_input).unwrap_or(Value::Null);
     let mut record = CallRecord {
         plugin: plugin.metadata.name.clone(),
         version: plugin.metadata.version.clone(),
@@ -103,7 +102,7 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
         digest: plugin.digest.clone(),
         wit_version: plugin.wit_version.clone(),
         wasmtime_version: WASMTIME_VERSION.to_owned(),
-        input: normalized,
+        input: input.clone(),
         input_digest: hex(&input_digest),
         outcome: CallOutcome::Ok,
         output: None,

@@ -20,8 +20,31 @@
 use serde_json::{Map, Number, Value};
 use wasmtime::component::{Type, Val};
 
-/// Converts `json` into a value of type `ty`; errors name the JSON path.
-pub fn to_val(json: &Value, ty: &Type, path: &str) -> Result<Val, String> {
+/// Where in the input a value sits; formatted only when an error names it.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root(&'a str),
+    Field(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Root(name) => f.write_str(name),
+            At::Field(parent, name) => write!(f, "{parent}.{name}"),
+            At::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+/// Converts `json` into a value of type `ty`; errors name the JSON path,
+/// starting at `root`.
+pub fn to_val(json: &Value, ty: &Type, root: &str) -> Result<Val, String> {
+    convert(json, ty, &At::Root(root))
+}
+
+fn convert(json: &Value, ty: &Type, path: &At<'_>) -> Result<Val, String> {
     let wrong = |expected: &str| format!("at {path}: expected {expected}, found {}", describe(json));
     let int = |json: &Value| json.as_i64().map(i128::from).or_else(|| json.as_u64().map(i128::from));
     macro_rules! integer {
@@ -58,36 +81,35 @@ pub fn to_val(json: &Value, ty: &Type, path: &str) -> Result<Val, String> {
             items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| to_val(item, &elem, &format!("{path}[{i}]")))
+                .map(|(i, item)| convert(item, &elem, &At::Index(path, i)))
                 .collect::<Result<_, _>>()
                 .map(Val::List)
         }
         Type::Tuple(tuple) => {
             let items = json.as_array().ok_or_else(|| wrong("an array"))?;
-            let types: Vec<Type> = tuple.types().collect();
-            if items.len() != types.len() {
-                return Err(wrong(&format!("an array of {} items", types.len())));
+            if items.len() != tuple.types().len() {
+                return Err(wrong(&format!("an array of {} items", tuple.types().len())));
             }
             items
                 .iter()
-                .zip(&types)
+                .zip(tuple.types())
                 .enumerate()
-                .map(|(i, (item, t))| to_val(item, t, &format!("{path}[{i}]")))
+                .map(|(i, (item, t))| convert(item, &t, &At::Index(path, i)))
                 .collect::<Result<_, _>>()
                 .map(Val::Tuple)
         }
         Type::Record(record) => {
             let object = json.as_object().ok_or_else(|| wrong("an object"))?;
-            let names: Vec<&str> = record.fields().map(|f| f.name).collect();
-            if let Some(unknown) = object.keys().find(|k| !names.contains(&k.as_str())) {
+            if record.fields().filter(|f| object.contains_key(f.name)).count() != object.len() {
+                let names: Vec<&str> = record.fields().map(|f| f.name).collect();
+                let unknown = object.keys().find(|k| !names.contains(&k.as_str())).map_or("", String::as_str);
                 return Err(format!("at {path}: unknown field {unknown:?}; expected fields {}", names.join(", ")));
             }
             record
                 .fields()
                 .map(|field| {
-                    let at = format!("{path}.{}", field.name);
                     let value = match (object.get(field.name), &field.ty) {
-                        (Some(v), _) => to_val(v, &field.ty, &at)?,
+                        (Some(v), _) => convert(v, &field.ty, &At::Field(path, field.name))?,
                         (None, Type::Option(_)) => Val::Option(None),
                         (None, _) => return Err(format!("at {path}: missing field {:?}", field.name)),
                     };
@@ -96,13 +118,10 @@ pub fn to_val(json: &Value, ty: &Type, path: &str) -> Result<Val, String> {
                 .collect::<Result<_, _>>()
                 .map(Val::Record)
         }
-        Type::Enum(enum_ty) => {
-            let names: Vec<&str> = enum_ty.names().collect();
-            match json.as_str() {
-                Some(name) if names.contains(&name) => Ok(Val::Enum(name.to_owned())),
-                _ => Err(wrong(&format!("one of {}", names.join(", ")))),
-            }
-        }
+        Type::Enum(enum_ty) => match json.as_str() {
+            Some(name) if enum_ty.names().any(|n| n == name) => Ok(Val::Enum(name.to_owned())),
+            _ => Err(wrong(&format!("one of {}", enum_ty.names().collect::<Vec<_>>().join(", ")))),
+        },
         Type::Variant(variant) => {
             let (name, payload) = match json {
                 Value::String(name) => (name.as_str(), None),
@@ -117,7 +136,7 @@ pub fn to_val(json: &Value, ty: &Type, path: &str) -> Result<Val, String> {
                 format!("at {path}: unknown case {name:?}; expected one of {}", cases.join(", "))
             })?;
             let value = match (case.ty, payload) {
-                (Some(t), Some(v)) => Some(Box::new(to_val(v, &t, &format!("{path}.{name}"))?)),
+                (Some(t), Some(v)) => Some(Box::new(convert(v, &t, &At::Field(path, name))?)),
                 (None, None | Some(Value::Null)) => None,
                 (Some(_), None) => return Err(format!("at {path}: case {name:?} needs a payload")),
                 (None, Some(_)) => return Err(format!("at {path}: case {name:?} takes no payload")),
@@ -126,33 +145,32 @@ pub fn to_val(json: &Value, ty: &Type, path: &str) -> Result<Val, String> {
         }
         Type::Option(option) => match json {
             Value::Null => Ok(Val::Option(None)),
-            v => Ok(Val::Option(Some(Box::new(to_val(v, &option.ty(), path)?)))),
+            v => Ok(Val::Option(Some(Box::new(convert(v, &option.ty(), path)?)))),
         },
         Type::Result(result) => {
             let object =
                 json.as_object().filter(|o| o.len() == 1).ok_or_else(|| wrong("{\"ok\": ..} or {\"err\": ..}"))?;
-            let payload = |t: Option<Type>, v: &Value, at: String| -> Result<Option<Box<Val>>, String> {
+            let payload = |t: Option<Type>, v: &Value, case: &str| -> Result<Option<Box<Val>>, String> {
                 match t {
-                    Some(t) => Ok(Some(Box::new(to_val(v, &t, &at)?))),
+                    Some(t) => Ok(Some(Box::new(convert(v, &t, &At::Field(path, case))?))),
                     None => Ok(None),
                 }
             };
             if let Some(v) = object.get("ok") {
-                Ok(Val::Result(Ok(payload(result.ok(), v, format!("{path}.ok"))?)))
+                Ok(Val::Result(Ok(payload(result.ok(), v, "ok")?)))
             } else if let Some(v) = object.get("err") {
-                Ok(Val::Result(Err(payload(result.err(), v, format!("{path}.err"))?)))
+                Ok(Val::Result(Err(payload(result.err(), v, "err")?)))
             } else {
                 Err(wrong("{\"ok\": ..} or {\"err\": ..}"))
             }
         }
         Type::Flags(flags) => {
-            let names: Vec<&str> = flags.names().collect();
             let items = json.as_array().ok_or_else(|| wrong("an array of flag names"))?;
             items
                 .iter()
                 .map(|item| match item.as_str() {
-                    Some(n) if names.contains(&n) => Ok(n.to_owned()),
-                    _ => Err(wrong(&format!("flag names among {}", names.join(", ")))),
+                    Some(n) if flags.names().any(|f| f == n) => Ok(n.to_owned()),
+                    _ => Err(wrong(&format!("flag names among {}", flags.names().collect::<Vec<_>>().join(", ")))),
                 })
                 .collect::<Result<_, _>>()
                 .map(Val::Flags)
