@@ -4,7 +4,8 @@
 
 use crate::common::TestEnv;
 use hermes::clock::Clock;
-use hermes::cycle::{self, CycleOptions, CycleReport, Mode};
+use hermes::cycle::{self, CycleError, CycleOptions, CycleReport, Mode};
+use hermes::ledger::LedgerError;
 use hermes::workspace::Workspace;
 use serde_json::Value;
 
@@ -103,14 +104,28 @@ fn a_plugin_swapped_after_planning_blocks_the_cycle() {
 fn a_ledger_damaged_after_planning_blocks_the_cycle() {
     let env = behind();
     let before = env.head("app");
-    let report = run_with(&env, |ws| {
-        use std::io::Write;
-        let mut file =
-            std::fs::OpenOptions::new().append(true).open(ws.state_dir().join("runtime_events.jsonl")).unwrap();
-        file.write_all(b"{\"not\": \"an event\"}\n").unwrap();
-    });
-    assert_blocked_by(&env, &report, "ledger-chain");
+    let options = CycleOptions {
+        mode: Mode::Execute,
+        fetch: true,
+        clock: Clock::System,
+        before_gate: Some(|ws| {
+            use std::io::Write;
+            let mut file =
+                std::fs::OpenOptions::new().append(true).open(ws.state_dir().join("runtime_events.jsonl")).unwrap();
+            file.write_all(b"{\"not\": \"an event\"}\n").unwrap();
+        }),
+    };
+    // Nothing can be chained onto the damaged ledger: the cycle stops with
+    // the first bad sequence number, after the gate wrote its verdict.
+    let error = cycle::run(&Workspace::new(env.home()), options, &|_| {}).expect_err("the cycle stops");
+    assert!(matches!(error, CycleError::Ledger(LedgerError::Broken { .. })), "{error}");
+    let integrity: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.state_path("control_plane_integrity.json")).unwrap())
+            .unwrap();
+    let chain = integrity["data"]["checks"].as_array().unwrap().iter().find(|c| c["name"] == "ledger-chain").unwrap();
+    assert_eq!(chain["ok"], false, "{integrity:#}");
     assert_eq!(env.head("app"), before);
+    env.hermes(&["verify"]).assert_status(5);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod common;
 
 mod checks;
+mod concurrency;
 
 mod cycle;
 mod demo;

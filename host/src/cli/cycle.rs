@@ -7,7 +7,8 @@ use crate::workspace::Workspace;
 
 /// Run one upgrade cycle over every repository in the policy: probe, plan,
 /// then fast-forward, defer or block each one. Exits 10 when a repository
-/// is blocked or failed to apply.
+/// is blocked or failed to apply. When another cycle is running on the
+/// workspace, records that this one skipped and exits 0.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print the cycle report as JSON
@@ -24,6 +25,8 @@ pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
     )?;
     if args.json {
         print_json(&report)?;
+    } else if let Some(skipped) = &report.skipped {
+        println!("{}", render::skipped_line(skipped));
     } else {
         print!("{}", render::cycle_table(&report));
     }

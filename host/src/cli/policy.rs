@@ -26,6 +26,7 @@ pub fn run(workspace: &Workspace, command: Command) -> Result<ExitStatus, CliErr
             let policy = workspace.load_policy()?;
             // Loading the plugins checks pins, imports and worlds.
             PluginSet::load(workspace.home(), &workspace.policy_path(), &policy).map_err(CycleError::from)?;
+            crate::resource::check_override(workspace.home(), &policy.resources).map_err(CycleError::from)?;
             let repos: Vec<&str> = policy.repos.iter().map(|r| r.name.as_str()).collect();
             if json {
                 print_json(&json!({

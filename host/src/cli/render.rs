@@ -7,6 +7,17 @@ fn short(oid: Option<&str>) -> String {
 }
 
 /// The report as an aligned table, with a summary line.
+/// The one line printed for a cycle that skipped.
+pub fn skipped_line(skipped: &crate::cycle::Skipped) -> String {
+    match &skipped.holder {
+        Some(h) => format!(
+            "skipped: another cycle holds the workspace (pid {} on {}, started {}); recorded in the ledger",
+            h.pid, h.host, h.started_at
+        ),
+        None => "skipped: another cycle holds the workspace; recorded in the ledger".to_owned(),
+    }
+}
+
 pub fn cycle_table(report: &CycleReport) -> String {
     let header = ["REPO", "DECISION", "OUTCOME", "HEAD", "TARGET", "REASON"];
     let rows: Vec<[String; 6]> = report

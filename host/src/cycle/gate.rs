@@ -8,7 +8,7 @@
 //! |-------|----------------|
 //! | `leases-match-reservations` | every granted reservation has an active lease of this holder with the granted fencing token |
 //! | `leases-unique` | at most one active lease per repository key; fencing tokens distinct |
-//! | `ledger-chain` | the ledger file verifies end to end and ends at the head this process appended |
+//! | `ledger-chain` | the ledger file verifies end to end and holds the last event this process appended |
 //! | `views-agree-with-ledger` | every state view records a ledger position the ledger holds, with the same hash |
 //! | `policy-digest` | the policy on disk has the digest the plan was made with |
 //! | `plugin-digests` | each configured plugin component has the digest the plan was made with |
@@ -17,7 +17,7 @@
 
 use super::plan::Plan;
 use crate::coordinate::{Holder, Lease};
-use crate::ledger::{self, EventLedger};
+use crate::ledger::EventLedger;
 use crate::plugin::PluginKind;
 use crate::plugin::set::configured_digest;
 use crate::policy::Policy;
@@ -25,7 +25,6 @@ use crate::state::{LedgerHead, StateStore, ViewName};
 use crate::workspace::Workspace;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufReader;
 
 /// One named check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,23 +136,26 @@ fn ledger_and_views(inputs: &GateInputs<'_>) -> Vec<Check> {
             wanted.insert(view, envelope.ledger_head);
         }
     }
-    let needed: BTreeSet<u64> = wanted.values().map(|h| h.seq).collect();
+    let mut needed: BTreeSet<u64> = wanted.values().map(|h| h.seq).collect();
+    needed.insert(head.seq);
     let mut hashes: BTreeMap<u64, String> = BTreeMap::new();
-    let scanned = inputs.store.dir().open(ledger::LEDGER_FILE).map_err(|e| e.to_string()).and_then(|file| {
-        ledger::scan(BufReader::new(file), inputs.ledger.path(), |event| {
-            if needed.contains(&event.seq) {
-                hashes.insert(event.seq, event.hash.clone());
-            }
-        })
-        .map_err(|e| e.to_string())
+    // Under the ledger lock: another process may append (a skipped cycle
+    // records itself), and its half-written line must not look torn.
+    let scanned = inputs.ledger.scan_locked(|event| {
+        if needed.contains(&event.seq) {
+            hashes.insert(event.seq, event.hash.clone());
+        }
     });
     let chain = match &scanned {
-        Err(problem) => verdict("ledger-chain", vec![problem.clone()], String::new()),
-        Ok(scan) if scan.head != head || scan.torn_tail.is_some() => verdict(
+        Err(problem) => verdict("ledger-chain", vec![problem.to_string()], String::new()),
+        Ok(scan) if scan.torn_tail.is_some() => {
+            verdict("ledger-chain", vec!["the ledger ends in a torn line".to_owned()], String::new())
+        }
+        Ok(scan) if head.seq > 0 && hashes.get(&head.seq) != Some(&head.hash) => verdict(
             "ledger-chain",
             vec![format!(
-                "the ledger ends at {} {}, this process appended up to {} {}",
-                scan.head.seq, scan.head.hash, head.seq, head.hash
+                "this process appended event {} with hash {}; the ledger (ending at {} {}) does not hold it",
+                head.seq, head.hash, scan.head.seq, scan.head.hash
             )],
             String::new(),
         ),

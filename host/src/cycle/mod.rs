@@ -21,6 +21,7 @@ pub mod fetch;
 pub mod finalize;
 pub mod gate;
 pub mod lanes;
+pub mod lock;
 pub mod outcome;
 pub mod plan;
 pub mod probe;
@@ -120,6 +121,16 @@ pub struct CycleReport {
     /// Ledger position after the cycle (execute mode only).
     pub ledger_head: Option<LedgerHead>,
     pub repos: Vec<RepoReport>,
+    /// Set when the cycle did not run because another held the cycle lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skipped>,
+}
+
+/// Why a cycle did not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The cycle that held the lock, when its record could be read.
+    pub holder: Option<lock::CycleHolder>,
 }
 
 /// One row of a [`CycleReport`], in plan order.
@@ -196,8 +207,22 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
             decision_hash: plan.decision_hash,
             ledger_head: None,
             repos,
+            skipped: None,
         });
     }
+
+    // One executing cycle per workspace; a second one records that it skipped.
+    let me = lock::CycleHolder { pid: std::process::id(), host: host_name(), started_at: started_at.clone() };
+    let _cycle_lock = match lock::try_acquire(store.dir(), &workspace.state_dir(), &me)? {
+        lock::Acquired::Held(held) => held,
+        lock::Acquired::Busy(holder) => {
+            return skip(&store, workspace, clock, &stamp, started_at, policy.digest(), holder);
+        }
+    };
+    // Sampled before anything is recorded: a bad telemetry override file
+    // stops the cycle with nothing appended.
+    let telemetry = resource::sample(workspace.home(), &policy.resources)?;
+    let pressure = resource::assess(&telemetry, &policy.resources);
 
     let mut ledger = EventLedger::open(store.dir(), &workspace.state_dir(), clock)?;
     // Tick ids are unique per ledger and reproducible under a pinned clock.
@@ -231,8 +256,6 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         store.write(ViewName::LiveRuntimeControlPlane, &clock.now_rfc3339(), head, &status)
     };
     live(&json!({ "phase": "probe-and-plan", "lanes": 0, "leases": {} }), ledger.head())?;
-    let telemetry = resource::sample(workspace.home(), &policy.resources)?;
-    let pressure = resource::assess(&telemetry, &policy.resources);
     ledger.append(
         &tick,
         EventKind::ResourcePressure,
@@ -283,6 +306,9 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         grants: &reservations.grants,
         active: &active,
     });
+    // The verdict is on disk before it is appended: a ledger broken under
+    // this cycle refuses the appends, and the view still says why.
+    store.write(ViewName::ControlPlaneIntegrity, &clock.now_rfc3339(), ledger.head(), &gate)?;
     for check in &gate.checks {
         ledger.append(&tick, EventKind::GateChecked, &check.name, serde_json::to_value(check).unwrap_or_default())?;
     }
@@ -295,8 +321,6 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         )?;
         reserve::refuse_all(&mut reservations, &failed.name, &failed.detail);
     }
-    let head = ledger.head().clone();
-    store.write(ViewName::ControlPlaneIntegrity, &clock.now_rfc3339(), &head, &gate)?;
 
     // PHASE 2: execute, defer or block. One dependency depth at a time (a
     // repository's dependencies are all at lower depths); within a depth,
@@ -359,6 +383,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         decision_hash: plan.decision_hash.clone(),
         ledger_head: None,
         repos,
+        skipped: None,
     };
     let finished = ledger.append(
         &tick,
@@ -436,6 +461,38 @@ fn topology_of(
         .map(|l| LeaseInput { key: l.key.clone(), holder_tick: l.holder.tick.clone(), fencing_token: l.fencing_token })
         .collect();
     RuntimeTopologyGraph::build(tick, "upgrade-cycle", &repos, &leases)
+}
+
+/// Records that this cycle did not run because `holder` holds the cycle
+/// lock, and reports it.
+fn skip(
+    store: &StateStore,
+    workspace: &Workspace,
+    clock: Clock,
+    stamp: &str,
+    started_at: String,
+    policy_digest: String,
+    holder: Option<lock::CycleHolder>,
+) -> Result<CycleReport, CycleError> {
+    let mut ledger = EventLedger::open(store.dir(), &workspace.state_dir(), clock)?;
+    let tick = format!("{stamp}-{}-skipped", ledger.head().seq + 1);
+    tracing::info!(?holder, "another cycle holds the cycle lock; skipping");
+    let event = ledger.append(
+        &tick,
+        EventKind::CycleSkipped,
+        "cycle",
+        json!({ "holder": holder, "pid": std::process::id(), "lock": lock::LOCK_FILE }),
+    )?;
+    Ok(CycleReport {
+        tick,
+        mode: Mode::Execute,
+        started_at,
+        policy_digest,
+        decision_hash: String::new(),
+        ledger_head: Some(event_head(&event)),
+        repos: Vec::new(),
+        skipped: Some(Skipped { holder }),
+    })
 }
 
 /// This host's name, for lease holders.

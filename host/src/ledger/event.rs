@@ -98,6 +98,9 @@ event_kinds! {
     StateViewRebuilt = "state-view-rebuilt",
     /// A cycle began (payload: mode, policy digest, repo count).
     CycleStarted = "cycle-started",
+    /// A cycle did not run because another one held the cycle lock
+    /// (payload: the holder's pid, host and start time, when known).
+    CycleSkipped = "cycle-skipped",
     /// A plugin was called (payload: the call record: plugin, version,
     /// digest, WIT and wasmtime versions, normalized input, output, fuel).
     PluginCalled = "plugin-called",

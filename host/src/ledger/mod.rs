@@ -3,14 +3,18 @@
 //! Format: one [`HermesEvent`] per line (see [`event`] for the hash chain),
 //! each line terminated by `\n`. The file is only ever appended to.
 //!
-//! Writers ([`EventLedger::open`]) hold an exclusive lock on
-//! `state/.ledger.lock` for their lifetime, so appends of two processes never
-//! interleave. Each [`EventLedger::append`] is written with one `write` and
-//! fsynced before it returns: once a step is reported done, its event is on
-//! disk.
+//! Several processes may append to one ledger (a cycle, and a second cycle
+//! recording that it skipped). Each [`EventLedger::append`] takes an
+//! exclusive lock on `state/.ledger.lock` for that one event: it first reads
+//! and verifies whatever other processes appended since this handle's last
+//! event, chains the new event onto the real end, writes it with one `write`
+//! and fsyncs it before the lock is released and the call returns. Once a
+//! step is reported done, its event is on disk; two appends never
+//! interleave; a chain never forks. Readers that must not see a half-written
+//! line ([`verify`], [`EventLedger::scan_locked`]) take the same lock.
 //!
 //! A crash can leave a torn final line (bytes without the closing newline).
-//! The first append after opening repairs it: a fragment that is a whole, correctly
+//! The next append repairs it, under the lock: a fragment that is a whole, correctly
 //! chained event just gets its newline; anything else is cut off. Either way
 //! a `ledger-repaired` event records the offset, length and SHA-256 of what
 //! was found. Damage anywhere else (an edited, reordered, inserted or deleted
@@ -21,14 +25,14 @@ pub mod event;
 mod scan;
 
 pub use event::{EVENT_FORMAT_VERSION, EventKind, GENESIS_HASH, HermesEvent};
-pub use scan::{Scan, TornTail, scan};
+pub use scan::{Scan, TornTail, scan, scan_from};
 
 use crate::canonical;
 use crate::clock::Clock;
 use crate::state::LedgerHead;
 use cap_std::fs::{Dir, File, OpenOptions};
 use serde_json::{Value, json};
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// File name of the ledger inside `state/`.
@@ -53,14 +57,28 @@ pub enum LedgerError {
     FutureVersion { path: PathBuf, found: u32, supported: u32 },
 }
 
-/// Verifies the ledger without changing it.
+/// Verifies the ledger without changing it (waiting for an append in
+/// progress to finish, so a half-written line is never reported as torn).
 pub fn verify(state_dir: &Dir, state_path: &Path) -> Result<Scan, LedgerError> {
     let path = state_path.join(LEDGER_FILE);
-    match state_dir.open(LEDGER_FILE) {
+    let io_err = |source| LedgerError::Io { path: path.clone(), source };
+    let lock = match state_dir.open(LOCK_FILE) {
+        Ok(lock) => Some(lock.into_std()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(source) => return Err(io_err(source)),
+    };
+    if let Some(lock) = &lock {
+        lock.lock_shared().map_err(io_err)?;
+    }
+    let scanned = match state_dir.open(LEDGER_FILE) {
         Ok(file) => scan(BufReader::new(file), &path, |_| {}),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Scan::empty()),
-        Err(source) => Err(LedgerError::Io { path, source }),
+        Err(source) => Err(io_err(source)),
+    };
+    if let Some(lock) = &lock {
+        let _ = lock.unlock();
     }
+    scanned
 }
 
 /// Fails with [`LedgerError::Truncated`] when a view records a ledger
@@ -82,23 +100,23 @@ pub fn check_view_head(
     Ok(())
 }
 
-/// An open, locked ledger ready for appends.
+/// An open ledger ready for appends.
 #[derive(Debug)]
 pub struct EventLedger {
     file: File,
-    _lock: std::fs::File,
+    lock: std::fs::File,
     path: PathBuf,
-    head: LedgerHead,
+    /// The verified prefix of the file as this handle last saw it: the last
+    /// event's position and the byte offset where the next event goes.
+    known: Scan,
     clock: Clock,
-    /// A torn final line found on open, repaired before the next append.
-    torn: Option<TornTail>,
     /// Events appended through this handle, in order.
     appended: Vec<HermesEvent>,
 }
 
 impl EventLedger {
-    /// Locks and verifies the ledger, then opens it for appending. A torn
-    /// final line is repaired (and the repair recorded) by the first append.
+    /// Opens (creating if needed) and verifies the ledger. A torn final
+    /// line is left for the next append to repair and record.
     pub fn open(state_dir: &Dir, state_path: &Path, clock: Clock) -> Result<Self, LedgerError> {
         let path = state_path.join(LEDGER_FILE);
         let io_err = |source| LedgerError::Io { path: path.clone(), source };
@@ -106,41 +124,23 @@ impl EventLedger {
             .open_with(LOCK_FILE, OpenOptions::new().write(true).create(true).truncate(false))
             .map_err(io_err)?
             .into_std();
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                tracing::info!("another hermes process is writing the ledger; waiting for it");
-                lock.lock().map_err(io_err)?;
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
-        }
         let file = state_dir
             .open_with(LEDGER_FILE, OpenOptions::new().read(true).append(true).create(true))
             .map_err(io_err)?;
-        let scanned = scan(BufReader::new(file.try_clone().map_err(io_err)?), &path, |_| {})?;
-        if scanned.newest_version > EVENT_FORMAT_VERSION {
-            return Err(LedgerError::FutureVersion {
-                path,
-                found: scanned.newest_version,
-                supported: EVENT_FORMAT_VERSION,
-            });
-        }
-        if scanned.events == 0 && scanned.torn_tail.is_none() {
+        let mut ledger = Self { file, lock, path, known: Scan::empty(), clock, appended: Vec::new() };
+        ledger.lock()?;
+        let scanned = ledger.catch_up();
+        let _ = ledger.lock.unlock();
+        if scanned?.is_none() && ledger.known.events == 0 {
             // A new ledger file: make its directory entry durable.
-            crate::fsx::sync_dir(state_dir).map_err(io_err)?;
+            crate::fsx::sync_dir(state_dir).map_err(|source| LedgerError::Io { path: ledger.path.clone(), source })?;
         }
-        // A whole event that only lacks its newline is the head already; the
-        // first append completes it.
-        let head = match scanned.torn_tail.as_ref().and_then(|t| t.complete_event.as_ref()) {
-            Some(event) => LedgerHead { seq: event.seq, hash: event.hash.clone() },
-            None => scanned.head,
-        };
-        Ok(Self { file, _lock: lock, path, head, clock, torn: scanned.torn_tail, appended: Vec::new() })
+        Ok(ledger)
     }
 
     /// The last event's position.
     pub fn head(&self) -> &LedgerHead {
-        &self.head
+        &self.known.head
     }
 
     /// The events appended through this handle, oldest first.
@@ -153,6 +153,23 @@ impl EventLedger {
         &self.path
     }
 
+    /// Scans the whole ledger under the lock, calling `visit` on each
+    /// verified event.
+    pub fn scan_locked(&self, visit: impl FnMut(&HermesEvent)) -> Result<Scan, LedgerError> {
+        self.lock()?;
+        let scanned = self
+            .file
+            .try_clone()
+            .map_err(|source| LedgerError::Io { path: self.path.clone(), source })
+            .and_then(|file| {
+                let mut file = file.into_std();
+                file.seek(SeekFrom::Start(0)).map_err(|source| LedgerError::Io { path: self.path.clone(), source })?;
+                scan(BufReader::new(file), &self.path, visit)
+            });
+        let _ = self.lock.unlock();
+        scanned
+    }
+
     /// Appends an event and fsyncs it; returns the event as written.
     pub fn append(
         &mut self,
@@ -161,18 +178,76 @@ impl EventLedger {
         subject: &str,
         payload: Value,
     ) -> Result<HermesEvent, LedgerError> {
-        if let Some(torn) = self.torn.take() {
+        self.lock()?;
+        let result = self.append_locked(tick, kind, subject, payload);
+        let _ = self.lock.unlock();
+        result
+    }
+
+    fn lock(&self) -> Result<(), LedgerError> {
+        let io_err = |source| LedgerError::Io { path: self.path.clone(), source };
+        match self.lock.try_lock() {
+            Ok(()) => Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::debug!("another hermes process is appending to the ledger; waiting for it");
+                self.lock.lock().map_err(io_err)
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
+        }
+    }
+
+    /// Reads what other processes appended since this handle last looked,
+    /// verifying the chain from the known head on. Returns a torn final
+    /// line, if one was found (the known prefix stops before it).
+    fn catch_up(&mut self) -> Result<Option<TornTail>, LedgerError> {
+        let io_err = |source| LedgerError::Io { path: self.path.clone(), source };
+        let len = self.file.metadata().map_err(io_err)?.len();
+        if len == self.known.end {
+            return Ok(None);
+        }
+        if len < self.known.end {
+            return Err(LedgerError::Broken {
+                path: self.path.clone(),
+                line: self.known.head.seq,
+                first_bad_seq: self.known.head.seq,
+                problem: format!("the file shrank from {} to {len} bytes while it was open", self.known.end),
+            });
+        }
+        let mut file = self.file.try_clone().map_err(io_err)?.into_std();
+        file.seek(SeekFrom::Start(self.known.end)).map_err(io_err)?;
+        let scanned = scan_from(BufReader::new(file), &self.path, &self.known, |_| {})?;
+        if scanned.newest_version > EVENT_FORMAT_VERSION {
+            return Err(LedgerError::FutureVersion {
+                path: self.path.clone(),
+                found: scanned.newest_version,
+                supported: EVENT_FORMAT_VERSION,
+            });
+        }
+        let events = self.known.events + scanned.events;
+        let torn = scanned.torn_tail.clone();
+        self.known = Scan { events, torn_tail: None, ..scanned };
+        Ok(torn)
+    }
+
+    fn append_locked(
+        &mut self,
+        tick: &str,
+        kind: EventKind,
+        subject: &str,
+        payload: Value,
+    ) -> Result<HermesEvent, LedgerError> {
+        if let Some(torn) = self.catch_up()? {
             self.repair(torn, tick)?;
         }
         let mut event = HermesEvent {
             v: EVENT_FORMAT_VERSION,
-            seq: self.head.seq + 1,
+            seq: self.known.head.seq + 1,
             time: self.clock.now_rfc3339(),
             tick: tick.to_owned(),
             kind: kind.as_str().to_owned(),
             subject: subject.to_owned(),
             payload,
-            prev_hash: self.head.hash.clone(),
+            prev_hash: self.known.head.hash.clone(),
             hash: String::new(),
         };
         event.hash = event.compute_hash();
@@ -180,7 +255,9 @@ impl EventLedger {
             .map_err(|e| LedgerError::Io { path: self.path.clone(), source: io::Error::other(e) })?;
         line.push(b'\n');
         self.write_durable(&line)?;
-        self.head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
+        self.known.head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
+        self.known.end += line.len() as u64;
+        self.known.events += 1;
         tracing::debug!(seq = event.seq, kind = %kind, subject, "event appended");
         self.appended.push(event.clone());
         Ok(event)
@@ -193,9 +270,12 @@ impl EventLedger {
     }
 
     fn repair(&mut self, torn: TornTail, tick: &str) -> Result<(), LedgerError> {
-        let action = if torn.complete_event.is_some() {
+        let action = if let Some(event) = &torn.complete_event {
             // The event is whole and chains on; only its newline is missing.
             self.write_durable(b"\n")?;
+            self.known.head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
+            self.known.end = torn.offset + torn.bytes.len() as u64 + 1;
+            self.known.events += 1;
             "completed"
         } else {
             let std_file =
@@ -208,7 +288,7 @@ impl EventLedger {
         };
         tracing::warn!(path = %self.path.display(), offset = torn.offset, bytes = torn.bytes.len(), action, "repaired torn final ledger line");
         let preview: String = String::from_utf8_lossy(&torn.bytes).chars().take(200).collect();
-        self.append(
+        self.append_locked(
             tick,
             EventKind::LedgerRepaired,
             "ledger",

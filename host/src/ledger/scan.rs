@@ -28,6 +28,8 @@ pub struct Scan {
     pub newest_version: u32,
     /// A torn final line, if any.
     pub torn_tail: Option<TornTail>,
+    /// Byte offset just past the last complete event: where the next one goes.
+    pub end: u64,
 }
 
 impl Scan {
@@ -38,17 +40,30 @@ impl Scan {
             events: 0,
             newest_version: 0,
             torn_tail: None,
+            end: 0,
         }
     }
 }
 
 /// Reads every event from `reader`, checks the chain, and calls `visit` on
 /// each verified event in order.
-pub fn scan(mut reader: impl BufRead, path: &Path, mut visit: impl FnMut(&HermesEvent)) -> Result<Scan, LedgerError> {
-    let mut result = Scan::empty();
+pub fn scan(reader: impl BufRead, path: &Path, visit: impl FnMut(&HermesEvent)) -> Result<Scan, LedgerError> {
+    scan_from(reader, path, &Scan::empty(), visit)
+}
+
+/// Continues a scan: `reader` starts at byte `from.end` of the ledger,
+/// right after the event `from.head`. The result counts only the events
+/// read here; offsets and line numbers are those of the whole file.
+pub fn scan_from(
+    mut reader: impl BufRead,
+    path: &Path,
+    from: &Scan,
+    mut visit: impl FnMut(&HermesEvent),
+) -> Result<Scan, LedgerError> {
+    let mut result = Scan { events: 0, newest_version: 0, torn_tail: None, ..from.clone() };
     let mut line = Vec::new();
-    let mut offset = 0u64;
-    let mut line_no = 0u64;
+    // One event per line: the line number of event n is n.
+    let mut line_no = from.head.seq;
     loop {
         line.clear();
         let read =
@@ -61,7 +76,7 @@ pub fn scan(mut reader: impl BufRead, path: &Path, mut visit: impl FnMut(&Hermes
         let torn = line.last() != Some(&b'\n');
         let checked = check_line(&line, &result.head);
         if torn {
-            result.torn_tail = Some(TornTail { offset, bytes: line.clone(), complete_event: checked.ok() });
+            result.torn_tail = Some(TornTail { offset: result.end, bytes: line.clone(), complete_event: checked.ok() });
             return Ok(result);
         }
         let event = checked.map_err(|problem| LedgerError::Broken {
@@ -74,7 +89,7 @@ pub fn scan(mut reader: impl BufRead, path: &Path, mut visit: impl FnMut(&Hermes
         result.events += 1;
         result.newest_version = result.newest_version.max(event.v);
         result.head = LedgerHead { seq: event.seq, hash: event.hash };
-        offset += read as u64;
+        result.end += read as u64;
     }
 }
 

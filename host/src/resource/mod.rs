@@ -53,7 +53,7 @@
 
 mod sample;
 
-pub use sample::sample;
+pub use sample::{check_override, sample};
 
 use crate::state::{Envelope, LedgerHead, StateError, StateStore, ViewName};
 use schemars::JsonSchema;

@@ -56,6 +56,15 @@ pub fn sample(home: &Path, policy: &ResourcePolicy) -> Result<Telemetry, Resourc
     Ok(Telemetry { load_milli_per_core, cores, mem_free_mib, mem_total_mib, disk_free_mib, disk_path, overridden })
 }
 
+/// Reads and validates the policy's telemetry override file, when it names
+/// one (what `hermes policy check` runs).
+pub fn check_override(home: &Path, policy: &ResourcePolicy) -> Result<(), ResourceError> {
+    match policy.telemetry_override.as_deref() {
+        Some(path) => read_override(&home.join(path)).map(drop),
+        None => Ok(()),
+    }
+}
+
 /// The override value when there is one (and its name noted), else the
 /// sampled one.
 fn pick<T>(
