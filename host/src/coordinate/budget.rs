@@ -99,6 +99,34 @@ impl CoordinationPolicy {
         None
     }
 
+    /// Whether the lease TTL outlasts the checks a lease must cover: it must
+    /// be longer than the longest canary plus the longest health check, each
+    /// given as (JSON path of its `timeout_secs` in the policy, seconds), or
+    /// `None` when none is configured. The problem is reported as (JSON path
+    /// relative to the section, problem and what was expected).
+    pub fn ttl_problem(
+        &self,
+        longest_canary: Option<(&str, u64)>,
+        longest_health: Option<(&str, u64)>,
+    ) -> Option<(String, String)> {
+        let covered: u64 = [longest_canary, longest_health].iter().flatten().map(|(_, secs)| secs).sum();
+        if covered == 0 || self.lease_ttl_secs > covered {
+            return None;
+        }
+        let parts: Vec<String> = [("the longest canary", longest_canary), ("the longest health check", longest_health)]
+            .into_iter()
+            .filter_map(|(what, check)| check.map(|(at, secs)| format!("{what} ({at} = {secs} s)")))
+            .collect();
+        Some((
+            "lease_ttl_secs".into(),
+            format!(
+                "{} s is too short for the checks the lease must cover; expected longer than {covered} s, {}",
+                self.lease_ttl_secs,
+                parts.join(" plus ")
+            ),
+        ))
+    }
+
     /// The lease TTL as a [`Duration`] for [`super::LeaseManager::new`].
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.lease_ttl_secs)
@@ -306,6 +334,40 @@ mod tests {
         assert_eq!(with(|p| p.lock_delay_secs = 0), None);
         let (_, problem) = CoordinationPolicy { lease_ttl_secs: 0, ..CoordinationPolicy::default() }.problem().unwrap();
         assert_eq!(problem, "0 is out of range; expected 1 to 604800 seconds");
+    }
+
+    #[test]
+    fn the_ttl_must_outlast_the_longest_canary_plus_the_longest_health_check() {
+        let ttl = |secs| CoordinationPolicy { lease_ttl_secs: secs, ..CoordinationPolicy::default() };
+        let canary = Some(("repos[2].canary.timeout_secs", 500));
+        let health = Some(("checks.health.timeout_secs", 100));
+        assert_eq!(ttl(601).ttl_problem(canary, health), None);
+        assert_eq!(ttl(1).ttl_problem(None, None), None, "no check, nothing to cover");
+        let (path, problem) = ttl(600).ttl_problem(canary, health).unwrap();
+        assert_eq!(path, "lease_ttl_secs");
+        assert_eq!(
+            problem,
+            "600 s is too short for the checks the lease must cover; expected longer than 600 s, \
+             the longest canary (repos[2].canary.timeout_secs = 500 s) \
+             plus the longest health check (checks.health.timeout_secs = 100 s)"
+        );
+        let (_, problem) = ttl(100).ttl_problem(None, health).unwrap();
+        assert!(
+            problem
+                .ends_with("expected longer than 100 s, the longest health check (checks.health.timeout_secs = 100 s)"),
+            "{problem}"
+        );
+        let (_, problem) = ttl(400).ttl_problem(canary, None).unwrap();
+        assert!(
+            problem.ends_with("expected longer than 500 s, the longest canary (repos[2].canary.timeout_secs = 500 s)"),
+            "{problem}"
+        );
+        // The defaults (900 s) cover a canary and a health check of the default 300 s each.
+        assert_eq!(
+            CoordinationPolicy::default()
+                .ttl_problem(Some(("checks.canary.timeout_secs", 300)), Some(("checks.health.timeout_secs", 300))),
+            None
+        );
     }
 
     #[test]

@@ -187,7 +187,12 @@ impl<'s> LeaseManager<'s> {
         Ok(outcome)
     }
 
-    /// Extends the caller's active lease on `key` by the TTL from `now`.
+    /// Extends the caller's active lease on `key` by the TTL from `now`,
+    /// keeping its token. Like [`Self::check_fence`] it fails with
+    /// [`CoordError::StaleFence`] unless `token` is the token of the caller's
+    /// active lease: an expired lease is not revived, and a lease taken over
+    /// stays with its new holder. The cycle renews right before each branch
+    /// move (after the canary, before a rollback).
     pub fn renew(
         &self,
         key: &str,

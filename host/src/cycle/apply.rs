@@ -6,8 +6,11 @@
 //! is clean, and the target descends from HEAD. Then a safe checkout moves
 //! index and worktree (it refuses to overwrite anything it did not expect),
 //! and the branch ref is moved with a compare-and-swap on its old value.
-//! If either step fails, the worktree is put back to HEAD. Never a
-//! non-fast-forward, never a lost local change.
+//! The caller's fence (the lease's fencing-token check) is the last thing
+//! that runs before that compare-and-swap, in the apply and in the rollback;
+//! a fence that fails stops the move (`fence-rejected`). If any of these
+//! steps fails, the worktree is put back to HEAD. Never a non-fast-forward,
+//! never a lost local change.
 
 use super::probe::{operation_name, worktree_status};
 use git2::build::CheckoutBuilder;
@@ -28,25 +31,42 @@ fn refuse(transient: bool, code: &'static str, message: String) -> ApplyRefusal 
     ApplyRefusal { transient, code, message }
 }
 
+/// Refusal code of a fence that failed right before the branch would move.
+pub const FENCE_REJECTED: &str = "fence-rejected";
+
+/// Called right before the branch's compare-and-swap, after every guard and
+/// the checkout: `Err(why)` stops the move (the caller's lease is no longer
+/// current) and the worktree is put back to HEAD.
+pub type Fence<'a> = &'a dyn Fn() -> Result<(), String>;
+
 /// Fast-forwards `branch` of the repository at `path` from `expected_head`
-/// to `target`.
+/// to `target`; `fence` is checked last, right before the branch moves.
 pub fn fast_forward(
     path: &Path,
     branch: &str,
     expected_head: Oid,
     target: Oid,
     reflog: &str,
+    fence: Fence<'_>,
 ) -> Result<(), ApplyRefusal> {
     let repo = Repository::open(path).map_err(|e| refuse(false, "not-a-repository", e.message().to_owned()))?;
     let refname = format!("refs/heads/{branch}");
     check_guards(&repo, &refname, expected_head, target)?;
-    move_branch(&repo, &refname, expected_head, target, reflog)
+    move_branch(&repo, &refname, expected_head, target, reflog, fence)
 }
 
 /// Rolls `branch` back from `current` (what Hermes applied) to `previous`,
 /// under the same guards: the branch must still be at `current` with a
-/// clean worktree. Used when the post-apply health check fails.
-pub fn roll_back(path: &Path, branch: &str, current: Oid, previous: Oid, reflog: &str) -> Result<(), ApplyRefusal> {
+/// clean worktree, and `fence` must hold right before the branch moves. Used
+/// when the post-apply health check fails.
+pub fn roll_back(
+    path: &Path,
+    branch: &str,
+    current: Oid,
+    previous: Oid,
+    reflog: &str,
+    fence: Fence<'_>,
+) -> Result<(), ApplyRefusal> {
     let repo = Repository::open(path).map_err(|e| refuse(false, "not-a-repository", e.message().to_owned()))?;
     let refname = format!("refs/heads/{branch}");
     let head = repo.head().map_err(|e| refuse(false, "head-moved", e.message().to_owned()))?;
@@ -61,13 +81,20 @@ pub fn roll_back(path: &Path, branch: &str, current: Oid, previous: Oid, reflog:
     if dirty > 0 {
         return Err(refuse(false, "dirty-worktree", format!("{dirty} uncommitted changes appeared after the apply")));
     }
-    move_branch(&repo, &refname, current, previous, reflog)
+    move_branch(&repo, &refname, current, previous, reflog, fence)
 }
 
-/// Checks out `to` (safe mode: nothing unexpected is overwritten) and moves
-/// `refname` from `from` to `to` with a compare-and-swap; on failure puts
-/// index and worktree back to HEAD.
-fn move_branch(repo: &Repository, refname: &str, from: Oid, to: Oid, reflog: &str) -> Result<(), ApplyRefusal> {
+/// Checks out `to` (safe mode: nothing unexpected is overwritten), checks
+/// `fence`, and moves `refname` from `from` to `to` with a compare-and-swap;
+/// on failure puts index and worktree back to HEAD.
+fn move_branch(
+    repo: &Repository,
+    refname: &str,
+    from: Oid,
+    to: Oid,
+    reflog: &str,
+    fence: Fence<'_>,
+) -> Result<(), ApplyRefusal> {
     let commit = repo
         .find_commit(to)
         .map_err(|e| refuse(false, "missing-target", format!("commit {to} not found: {}", e.message())))?;
@@ -76,6 +103,11 @@ fn move_branch(repo: &Repository, refname: &str, from: Oid, to: Oid, reflog: &st
     if let Err(e) = repo.checkout_tree(commit.as_object(), Some(&mut checkout)) {
         restore(repo);
         return Err(refuse(false, "checkout-failed", format!("checkout of {to} failed: {}", e.message())));
+    }
+    // The last check before the branch moves: is the lease still ours?
+    if let Err(why) = fence() {
+        restore(repo);
+        return Err(refuse(true, FENCE_REJECTED, why));
     }
     if let Err(e) = repo.reference_matching(refname, to, true, from, reflog) {
         restore(repo);
@@ -141,5 +173,114 @@ fn restore(repo: &Repository) {
     checkout.force();
     if let Err(e) = repo.checkout_head(Some(&mut checkout)) {
         tracing::error!(path = %repo.path().display(), error = e.message(), "could not restore the worktree to HEAD");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use git2::{Signature, Time};
+    use std::cell::{Cell, RefCell};
+
+    /// A repository on `main` at commit A (`README.md` = "a"), with commit
+    /// B (`README.md` = "b", `new.txt`) on top of it but not checked out.
+    fn repo_behind() -> (tempfile::TempDir, Oid, Oid) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_opts(dir.path(), git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+        let sig = Signature::new("Hermes Test", "test@hermes.invalid", &Time::new(1_700_000_000, 0)).unwrap();
+        let commit = |files: &[(&str, &str)], parents: &[&git2::Commit<'_>], update_ref: Option<&str>| {
+            let mut builder = repo.treebuilder(None).unwrap();
+            for (name, contents) in files {
+                let blob = repo.blob(contents.as_bytes()).unwrap();
+                builder.insert(name, blob, 0o100644).unwrap();
+            }
+            let tree = repo.find_tree(builder.write().unwrap()).unwrap();
+            repo.commit(update_ref, &sig, &sig, "commit", &tree, parents).unwrap()
+        };
+        let a = commit(&[("README.md", "a\n")], &[], Some("HEAD"));
+        let a_commit = repo.find_commit(a).unwrap();
+        let b = commit(&[("README.md", "b\n"), ("new.txt", "new\n")], &[&a_commit], None);
+        repo.checkout_head(Some(CheckoutBuilder::new().force())).unwrap();
+        (dir, a, b)
+    }
+
+    /// Branch, HEAD and worktree of the repository at `path`.
+    fn state(path: &Path) -> (Option<Oid>, Option<String>, String, bool, u64) {
+        let repo = Repository::open(path).unwrap();
+        let branch = repo.find_reference("refs/heads/main").ok().and_then(|r| r.target());
+        let head = repo.head().ok().and_then(|h| h.name().ok().map(str::to_owned));
+        let readme = std::fs::read_to_string(path.join("README.md")).unwrap();
+        let new = path.join("new.txt").exists();
+        let (dirty, _) = worktree_status(&repo).unwrap();
+        (branch, head, readme, new, dirty)
+    }
+
+    #[test]
+    fn the_fence_runs_after_the_checkout_right_before_the_branch_moves() {
+        let (dir, a, b) = repo_behind();
+        let seen = RefCell::new(Vec::new());
+        let fence = || {
+            // At this point the worktree is at the target, the branch is not.
+            seen.borrow_mut().push(state(dir.path()));
+            Ok(())
+        };
+        fast_forward(dir.path(), "main", a, b, "test: fast-forward", &fence).unwrap();
+        let seen = seen.into_inner();
+        assert_eq!(seen.len(), 1, "the fence is checked exactly once");
+        let (branch, _, readme, new, _) = &seen[0];
+        assert_eq!((*branch, readme.as_str(), *new), (Some(a), "b\n", true));
+        assert_eq!(state(dir.path()), (Some(b), Some("refs/heads/main".into()), "b\n".into(), true, 0));
+    }
+
+    #[test]
+    fn a_failing_fence_leaves_branch_head_and_worktree_untouched() {
+        let (dir, a, b) = repo_behind();
+        let before = state(dir.path());
+        assert_eq!(before, (Some(a), Some("refs/heads/main".into()), "a\n".into(), false, 0));
+        let reflog = |path: &Path| Repository::open(path).unwrap().reflog("refs/heads/main").unwrap().len();
+        let reflog_before = reflog(dir.path());
+        let calls = Cell::new(0);
+        let lost = || {
+            calls.set(calls.get() + 1);
+            Err("fencing token 2 for lease \"app\" is stale: the active lease has token 3".to_owned())
+        };
+        let refusal = fast_forward(dir.path(), "main", a, b, "test: fast-forward", &lost).unwrap_err();
+        assert_eq!((refusal.code, refusal.transient), (FENCE_REJECTED, true));
+        assert!(refusal.message.contains("token 3"), "{refusal:?}");
+        assert_eq!(calls.get(), 1);
+        assert_eq!(state(dir.path()), before);
+        let repo = Repository::open(dir.path()).unwrap();
+        assert!(repo.statuses(None).unwrap().is_empty(), "no tracked or untracked change is left behind");
+        assert_eq!(reflog(dir.path()), reflog_before, "the branch never moved");
+    }
+
+    #[test]
+    fn a_failing_fence_stops_the_rollback_and_leaves_the_applied_commit() {
+        let (dir, a, b) = repo_behind();
+        fast_forward(dir.path(), "main", a, b, "test: fast-forward", &|| Ok(())).unwrap();
+        let applied = state(dir.path());
+        let refusal =
+            roll_back(dir.path(), "main", b, a, "test: roll back", &|| Err("lease lost".to_owned())).unwrap_err();
+        assert_eq!((refusal.code, refusal.message.as_str()), (FENCE_REJECTED, "lease lost"));
+        assert_eq!(state(dir.path()), applied);
+        assert!(Repository::open(dir.path()).unwrap().statuses(None).unwrap().is_empty());
+        // With the fence held, the same rollback goes through.
+        roll_back(dir.path(), "main", b, a, "test: roll back", &|| Ok(())).unwrap();
+        assert_eq!(state(dir.path()), (Some(a), Some("refs/heads/main".into()), "a\n".into(), false, 0));
+    }
+
+    #[test]
+    fn a_guard_that_fails_does_not_consult_the_fence() {
+        let (dir, a, b) = repo_behind();
+        std::fs::write(dir.path().join("README.md"), "local edit\n").unwrap();
+        let calls = Cell::new(0);
+        let fence = || {
+            calls.set(calls.get() + 1);
+            Ok(())
+        };
+        let refusal = fast_forward(dir.path(), "main", a, b, "test: fast-forward", &fence).unwrap_err();
+        assert_eq!(refusal.code, "dirty-worktree");
+        assert_eq!(calls.get(), 0);
+        assert_eq!(std::fs::read_to_string(dir.path().join("README.md")).unwrap(), "local edit\n");
     }
 }

@@ -7,13 +7,18 @@
 //! 3. the canary check, if configured, runs in a temporary checkout of the
 //!    candidate commit under `HERMES_HOME/tmp/` (the repository itself is not
 //!    touched; the checkout is removed afterwards) — failure blocks;
-//! 4. the guarded fast-forward ([`super::apply`]);
-//! 5. the health check, if configured, runs in the real worktree — failure
-//!    rolls back to the recorded HEAD ([`super::apply::roll_back`]).
+//! 4. the lease is renewed (which checks the fencing token is still the
+//!    current one; a stale holder stops: `fence-rejected`, deferred);
+//! 5. the guarded fast-forward ([`super::apply`]), with the fencing token
+//!    checked once more right before the branch's compare-and-swap;
+//! 6. the health check, if configured, runs in the real worktree — failure
+//!    renews the lease again and rolls back to the recorded HEAD
+//!    ([`super::apply::roll_back`], fenced the same way); with the lease
+//!    lost, the branch stays at the target and the outcome says so.
 //!
 //! Repositories of one dependency depth run in parallel lanes; events of
 //! one repository keep their order. Every step is recorded: `rollback-planned`, `canary-run`,
-//! `health-checked`, `rolled-back`.
+//! `lease-renewed` / `fence-rejected`, `health-checked`, `rolled-back`.
 
 use super::apply;
 use super::outcome::{Outcome, RepoOutcome};
@@ -173,14 +178,24 @@ pub fn execute(
         }
     }
 
-    // A stale holder stops: the fencing token must still be the current one.
-    if let Err(e) = step.leases.check_fence(name, lease.fencing_token, step.clock.now()) {
-        append(EventKind::FenceRejected, name, json!({ "token": lease.fencing_token, "error": e.to_string() }))?;
-        result.settle(Outcome::Deferred, "fence-rejected", e.to_string());
+    // Right after the canary, before the apply: renew the lease. Renewal
+    // checks that the fencing token is still the current one; a stale holder
+    // stops here, and the fence is checked once more right before the branch
+    // moves.
+    if let Err(why) = renew(step, name, lease, "apply", ledger)? {
+        result.settle(Outcome::Deferred, apply::FENCE_REJECTED, why);
         return Ok(result);
     }
+    let fence = || step.leases.check_fence(name, lease.fencing_token, step.clock.now()).map_err(|e| e.to_string());
     let reflog = format!("hermes: fast-forward to {target} (tick {})", step.tick);
-    if let Err(refusal) = apply::fast_forward(&path, branch, head, target, &reflog) {
+    if let Err(refusal) = apply::fast_forward(&path, branch, head, target, &reflog, &fence) {
+        if refusal.code == apply::FENCE_REJECTED {
+            append(
+                EventKind::FenceRejected,
+                name,
+                json!({ "token": lease.fencing_token, "error": refusal.message, "at": "apply" }),
+            )?;
+        }
         let outcome = if refusal.transient { Outcome::Deferred } else { Outcome::Failed };
         result.settle(outcome, refusal.code, refusal.message);
         return Ok(result);
@@ -192,15 +207,46 @@ pub fn execute(
         let run = process::run(health, &path, &[("HERMES_REPO", name), ("HERMES_TICK", step.tick)]);
         append(EventKind::HealthChecked, name, json!({ "head": target.to_string(), "result": run }))?;
         if !run.success() {
-            let reflog = format!("hermes: roll back to {head} (tick {})", step.tick);
-            let rolled = apply::roll_back(&path, branch, target, head, &reflog);
+            // The rollback is a mutation too: renew first, fence right
+            // before the branch moves back. A lost lease leaves the repo at
+            // the target (someone else holds it now) and says so.
+            let rolled = match renew(step, name, lease, "rollback", ledger)? {
+                Err(why) => Err(apply::ApplyRefusal { transient: false, code: apply::FENCE_REJECTED, message: why }),
+                Ok(()) => {
+                    let reflog = format!("hermes: roll back to {head} (tick {})", step.tick);
+                    let rolled = apply::roll_back(&path, branch, target, head, &reflog, &fence);
+                    if let Err(refusal) = &rolled
+                        && refusal.code == apply::FENCE_REJECTED
+                    {
+                        append(
+                            EventKind::FenceRejected,
+                            name,
+                            json!({ "token": lease.fencing_token, "error": refusal.message, "at": "rollback" }),
+                        )?;
+                    }
+                    rolled
+                }
+            };
             append(
                 EventKind::RolledBack,
                 name,
-                json!({ "from": target.to_string(), "to": head.to_string(), "ok": rolled.is_ok(), "error": rolled.as_ref().err().map(|r| &r.message) }),
+                json!({
+                    "from": target.to_string(),
+                    "to": head.to_string(),
+                    "ok": rolled.is_ok(),
+                    "error": rolled.as_ref().err().map(|r| &r.message),
+                    "code": rolled.as_ref().err().map(|r| r.code),
+                }),
             )?;
             let (head_after, note) = match rolled {
                 Ok(()) => (head, format!("rolled back to {head}")),
+                Err(refusal) if refusal.code == apply::FENCE_REJECTED => (
+                    target,
+                    format!(
+                        "NOT ROLLED BACK, still at {target}: the lease was lost before the rollback ({})",
+                        refusal.message
+                    ),
+                ),
                 Err(refusal) => (target, format!("ROLLBACK FAILED, still at {target}: {}", refusal.message)),
             };
             result.head_after = Some(head_after.to_string());
@@ -212,6 +258,41 @@ pub fn execute(
         }
     }
     Ok(result)
+}
+
+/// Renews `lease` right before a mutation (`before`: "apply" or "rollback")
+/// and records the result: `lease-renewed`, or `fence-rejected` (at
+/// `renew-before-<before>`) when the token is no longer the current one.
+/// `Ok(Err(why))`: the lease is lost and the mutation must not happen.
+///
+/// The ledger stays locked for the renewal, so the lease table records the
+/// ledger head right before the event that records the renewal.
+fn renew(
+    step: &Step<'_>,
+    name: &str,
+    lease: &Lease,
+    before: &str,
+    ledger: &Mutex<EventLedger>,
+) -> Result<Result<(), String>, LedgerError> {
+    let mut ledger = ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let head = ledger.head().clone();
+    match step.leases.renew(name, lease.fencing_token, step.clock.now(), &head) {
+        Ok(renewed) => {
+            ledger.append(step.tick, EventKind::LeaseRenewed, name, json!({ "lease": renewed, "before": before }))?;
+            Ok(Ok(()))
+        }
+        Err(e) => {
+            let why = e.to_string();
+            let at = format!("renew-before-{before}");
+            ledger.append(
+                step.tick,
+                EventKind::FenceRejected,
+                name,
+                json!({ "token": lease.fencing_token, "error": why, "at": at }),
+            )?;
+            Ok(Err(why))
+        }
+    }
 }
 
 /// Runs the canary in a temporary checkout of `target`.

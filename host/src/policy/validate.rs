@@ -113,7 +113,7 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
         commands.extend(repo.canary.iter().map(|c| (format!("repos[{i}].canary"), c)));
         commands.extend(repo.health.iter().map(|c| (format!("repos[{i}].health"), c)));
     }
-    for (at, command) in commands {
+    for (at, command) in &commands {
         if command.argv.first().is_none_or(|p| p.is_empty()) {
             return Err(fail(format!("{at}.argv"), "empty; expected [program, args...]".into()));
         }
@@ -123,6 +123,23 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
                 format!("{} is out of range; expected 1 to 86400 seconds", command.timeout_secs),
             ));
         }
+    }
+    // A lease must outlive the checks it covers (the first of equal
+    // timeouts is named).
+    let longest = |kind: &str| {
+        let mut longest: Option<(String, u64)> = None;
+        for (at, command) in commands.iter().filter(|(at, _)| at.ends_with(kind)) {
+            if longest.as_ref().is_none_or(|(_, secs)| command.timeout_secs > *secs) {
+                longest = Some((format!("{at}.timeout_secs"), command.timeout_secs));
+            }
+        }
+        longest
+    };
+    let (canary, health) = (longest(".canary"), longest(".health"));
+    let (canary, health) =
+        (canary.as_ref().map(|(at, s)| (at.as_str(), *s)), health.as_ref().map(|(at, s)| (at.as_str(), *s)));
+    if let Some((field, problem)) = policy.coordination.ttl_problem(canary, health) {
+        return Err(fail(format!("coordination.{field}"), problem));
     }
     for kind in ["repo-probe", "risk-scorer", "federation-selector"] {
         let Some(plugin) = policy.plugins.get(kind) else { continue };
