@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod plugin;
 pub mod policy;
 pub mod process;
+pub mod projection;
 pub mod resource;
 pub mod state;
 pub mod topology;

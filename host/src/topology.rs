@@ -415,8 +415,8 @@ fn merge_uses_remote(attrs: &mut BTreeMap<String, Value>, remote: &RemoteInput) 
 }
 
 /// A DOT double-quoted string: `"` and `\` escaped, line breaks as `\n`,
-/// other control characters as spaces.
-fn quote(text: &str) -> String {
+/// other control characters as spaces. Also used by `projection::dot`.
+pub(crate) fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

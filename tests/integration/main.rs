@@ -14,6 +14,7 @@ mod gate;
 mod init_repo;
 mod leases;
 mod ledger;
+mod observe;
 mod plugins;
 mod policy_golden;
 mod state_store;

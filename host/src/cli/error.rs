@@ -13,6 +13,9 @@ use std::process::ExitCode;
 pub enum ErrorKind {
     /// 1: a bug or an I/O failure outside the state directory.
     Internal,
+    /// 2: an argument is valid for the parser but not for the workspace
+    /// (e.g. a sequence number beyond the ledger's end).
+    Usage,
     /// 3: the policy (or other configuration) is missing or invalid.
     Config,
     /// 4: the state directory cannot be used as it is.
@@ -25,6 +28,7 @@ impl ErrorKind {
     pub fn exit_code(self) -> ExitCode {
         ExitCode::from(match self {
             ErrorKind::Internal => 1,
+            ErrorKind::Usage => 2,
             ErrorKind::Config => 3,
             ErrorKind::State => 4,
             ErrorKind::Integrity => 5,
@@ -118,6 +122,15 @@ impl From<LedgerError> for CliError {
             }
             LedgerError::Io { .. } => CliError::new(ErrorKind::State, e.to_string())
                 .hint("check the state directory's permissions and free space"),
+        }
+    }
+}
+
+impl From<crate::projection::checkpoint::ProjectionError> for CliError {
+    fn from(e: crate::projection::checkpoint::ProjectionError) -> Self {
+        match e {
+            crate::projection::checkpoint::ProjectionError::Ledger(e) => e.into(),
+            crate::projection::checkpoint::ProjectionError::State(e) => e.into(),
         }
     }
 }

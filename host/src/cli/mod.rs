@@ -18,12 +18,14 @@
 mod cycle;
 mod demo;
 mod error;
+mod graph;
 mod init;
 mod plan;
 mod plugin;
 mod policy;
 mod render;
 mod repo;
+mod status;
 mod verify;
 
 pub use error::{CliError, ErrorKind, ExitStatus};
@@ -67,6 +69,8 @@ enum Command {
     Plugin(plugin::Command),
     Cycle(cycle::Args),
     Verify(verify::Args),
+    Status(status::Args),
+    Graph(graph::Args),
     Demo(demo::Args),
 }
 
@@ -111,6 +115,8 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Plugin(command) => plugin::run(&workspace()?, command),
         Command::Cycle(args) => cycle::run(&workspace()?, args),
         Command::Verify(args) => verify::run(&workspace()?, args),
+        Command::Status(args) => status::run(&workspace()?, args),
+        Command::Graph(args) => graph::run(&workspace()?, args),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -1,12 +1,12 @@
-//! Human-readable rendering of cycle reports.
+//! Human-readable rendering: aligned tables and cycle reports.
 
 use crate::cycle::{CycleReport, Mode};
 
-fn short(oid: Option<&str>) -> String {
+/// The first 8 characters of an object id, or `-`.
+pub fn short(oid: Option<&str>) -> String {
     oid.map(|o| o.chars().take(8).collect()).unwrap_or_else(|| "-".to_owned())
 }
 
-/// The report as an aligned table, with a summary line.
 /// The one line printed for a cycle that skipped.
 pub fn skipped_line(skipped: &crate::cycle::Skipped) -> String {
     match &skipped.holder {
@@ -18,8 +18,36 @@ pub fn skipped_line(skipped: &crate::cycle::Skipped) -> String {
     }
 }
 
+/// Rows under a header, columns aligned; the last column is not padded.
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; N]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// The report as an aligned table, with a summary line.
 pub fn cycle_table(report: &CycleReport) -> String {
-    let header = ["REPO", "DECISION", "OUTCOME", "HEAD", "TARGET", "REASON"];
     let rows: Vec<[String; 6]> = report
         .repos
         .iter()
@@ -34,29 +62,7 @@ pub fn cycle_table(report: &CycleReport) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
-    }
+    let mut out = table(["REPO", "DECISION", "OUTCOME", "HEAD", "TARGET", "REASON"], &rows);
     let what = match report.mode {
         Mode::Plan => "plan".to_owned(),
         Mode::Execute => {

@@ -120,7 +120,7 @@ pub fn load_upgrade_state(
 /// Views a cycle rewrites or appends to, besides the lease table (which is
 /// never set aside: a corrupt one stops the cycle, so no lease is lost) and
 /// the upgrade state (rebuilt by [`load_upgrade_state`]).
-const REWRITTEN: [ViewName; 15] = [
+const REWRITTEN: [ViewName; 16] = [
     ViewName::GlobalOrchestrationPlan,
     ViewName::UpgradeSummary,
     ViewName::UpgradeStateHistory,
@@ -136,6 +136,7 @@ const REWRITTEN: [ViewName; 15] = [
     ViewName::ControlPlaneIntegrity,
     ViewName::RollbackIntelligence,
     ViewName::LiveRuntimeControlPlane,
+    ViewName::GraphCheckpoint,
 ];
 
 /// Checks the views a cycle rewrites or appends to before it starts: one

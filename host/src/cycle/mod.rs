@@ -101,6 +101,15 @@ impl From<reserve::ReserveError> for CycleError {
     }
 }
 
+impl From<crate::projection::checkpoint::ProjectionError> for CycleError {
+    fn from(e: crate::projection::checkpoint::ProjectionError) -> Self {
+        match e {
+            crate::projection::checkpoint::ProjectionError::Ledger(e) => CycleError::Ledger(e),
+            crate::projection::checkpoint::ProjectionError::State(e) => CycleError::State(e),
+        }
+    }
+}
+
 impl From<FinalizeError> for CycleError {
     fn from(e: FinalizeError) -> Self {
         match e {
@@ -417,6 +426,9 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     .write(&store, &head, &written_at)?;
     topology_of(&policy, &plan, &reservations, &lane_of, &tick).write(&store, &written_at, &head)?;
     finalize::write_views(&store, &state, &report, &written_at, &head)?;
+    // Readers (`hermes status`, `hermes graph`) resume from here.
+    let projection = crate::projection::checkpoint::project(&store)?;
+    crate::projection::checkpoint::write(&store, &written_at, &projection)?;
     live(&json!({ "phase": "idle", "lanes": 0, "leases": {}, "counts": report.counts() }), &head)?;
     Ok(report)
 }

@@ -256,6 +256,7 @@ impl EventLedger {
         line.push(b'\n');
         self.write_durable(&line)?;
         self.known.head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
+        self.known.head_offset = self.known.end;
         self.known.end += line.len() as u64;
         self.known.events += 1;
         tracing::debug!(seq = event.seq, kind = %kind, subject, "event appended");
@@ -274,6 +275,7 @@ impl EventLedger {
             // The event is whole and chains on; only its newline is missing.
             self.write_durable(b"\n")?;
             self.known.head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
+            self.known.head_offset = torn.offset;
             self.known.end = torn.offset + torn.bytes.len() as u64 + 1;
             self.known.events += 1;
             "completed"

@@ -30,6 +30,8 @@ pub struct Scan {
     pub torn_tail: Option<TornTail>,
     /// Byte offset just past the last complete event: where the next one goes.
     pub end: u64,
+    /// Byte offset where the last complete event's line starts.
+    pub head_offset: u64,
 }
 
 impl Scan {
@@ -41,6 +43,7 @@ impl Scan {
             newest_version: 0,
             torn_tail: None,
             end: 0,
+            head_offset: 0,
         }
     }
 }
@@ -89,6 +92,7 @@ pub fn scan_from(
         result.events += 1;
         result.newest_version = result.newest_version.max(event.v);
         result.head = LedgerHead { seq: event.seq, hash: event.hash };
+        result.head_offset = result.end;
         result.end += read as u64;
     }
 }

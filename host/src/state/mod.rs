@@ -249,6 +249,8 @@ pub enum ViewName {
     RollbackIntelligence,
     /// What the control plane is doing now (`cycle`).
     LiveRuntimeControlPlane,
+    /// The graph projection at a ledger position, for readers (`projection`).
+    GraphCheckpoint,
 }
 
 impl ViewName {
@@ -272,6 +274,7 @@ impl ViewName {
             ViewName::ControlPlaneIntegrity => "control_plane_integrity.json",
             ViewName::RollbackIntelligence => "rollback_intelligence.json",
             ViewName::LiveRuntimeControlPlane => "live_runtime_control_plane.json",
+            ViewName::GraphCheckpoint => "graph_checkpoint.json",
         }
     }
 
