@@ -136,8 +136,76 @@ fn a_dependency_failing_after_its_apply_blocks_its_dependents() {
     assert_eq!(env.head("api"), api_before);
 }
 
+/// Four repositories `names`, each cloned from the one bare upstream
+/// `shared` (so their `origin` has one URL), one commit behind it.
+fn clones_of_one_upstream(env: &TestEnv, names: &[&str]) -> String {
+    env.make_upstream("shared");
+    let bare = env.upstream_path("shared");
+    for name in names {
+        let clone = env.repo_path(name);
+        env.git(env.root(), &["clone", "--quiet", bare.to_str().unwrap(), clone.to_str().unwrap()]);
+        env.add_repo(name, &[]);
+    }
+    env.push_upstream_commit("shared", "x.txt", "x\n")
+}
+
+/// Four lanes whatever the machine's load.
+fn four_lanes() -> serde_json::Value {
+    json!({ "max_lanes": 4, "load_milli_per_core": { "elevated": 999998, "high": 999999, "critical": 1000000 } })
+}
+
+/// A health check that logs its start and end (ns) to `log`, sleeping between.
+fn logging_health_check(log: &std::path::Path) -> serde_json::Value {
+    let script = format!("echo start $(date +%s%N) >> {0}; sleep 0.3; echo end $(date +%s%N) >> {0}", log.display());
+    json!({ "health": { "argv": ["sh", "-c", script] } })
+}
+
+/// (start, end) of each health check logged by [`logging_health_check`].
+fn intervals(log: &std::path::Path) -> Vec<(u128, u128)> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    for line in text.lines() {
+        let (word, ns) = line.split_once(' ').unwrap();
+        let ns: u128 = ns.parse().unwrap();
+        if word == "start" { starts.push(ns) } else { ends.push(ns) }
+    }
+    starts.sort();
+    ends.sort();
+    assert_eq!(starts.len(), ends.len(), "{text}");
+    starts.into_iter().zip(ends).collect()
+}
+
 #[test]
 fn a_remote_budget_of_one_serializes_the_lanes() {
+    let env = TestEnv::init();
+    let names = ["r1", "r2", "r3", "r4"];
+    let target = clones_of_one_upstream(&env, &names);
+    let log = env.root().join("intervals.log");
+    // Each health check records when it starts and ends; with a budget of 1
+    // on `origin` (a name entry: it caps each URL reached through a remote
+    // named `origin`, and all four share one URL) no two may overlap, though
+    // four lanes are available.
+    env.edit_policy(|p| {
+        p["checks"] = logging_health_check(&log);
+        p["coordination"] = json!({ "remote_budgets": { "origin": 1 } });
+        p["resources"] = four_lanes();
+    });
+    let (code, report) = env.cycle_json();
+    assert_eq!(code, 0, "{report:#}");
+    for name in names {
+        assert_eq!(env.head(name), target, "{name}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 8, "{text}");
+    for pair in lines.chunks(2) {
+        assert!(pair[0].starts_with("start") && pair[1].starts_with("end"), "overlapping use of one remote:\n{text}");
+    }
+}
+
+#[test]
+fn remotes_of_one_name_at_different_urls_do_not_share_a_budget() {
     let env = TestEnv::init();
     let names = ["r1", "r2", "r3", "r4"];
     for name in names {
@@ -146,20 +214,43 @@ fn a_remote_budget_of_one_serializes_the_lanes() {
         env.push_upstream_commit(name, "x.txt", "x\n");
     }
     let log = env.root().join("intervals.log");
-    // Each health check records when it starts and ends; with a budget of 1
-    // on `origin` no two may overlap, though four lanes are available.
-    let script = format!("echo start $(date +%s%N) >> {0}; sleep 0.3; echo end $(date +%s%N) >> {0}", log.display());
+    // `origin: 1` caps each URL reached through `origin`; the four URLs
+    // differ, so the four health checks may run at once.
     env.edit_policy(|p| {
-        p["checks"] = json!({ "health": { "argv": ["sh", "-c", script] } });
+        p["checks"] = logging_health_check(&log);
         p["coordination"] = json!({ "remote_budgets": { "origin": 1 } });
-        p["resources"] = json!({ "max_lanes": 4, "load_milli_per_core": { "elevated": 999998, "high": 999999, "critical": 1000000 } });
+        p["resources"] = four_lanes();
     });
     let (code, report) = env.cycle_json();
     assert_eq!(code, 0, "{report:#}");
-    let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 8, "{text}");
-    for pair in lines.chunks(2) {
-        assert!(pair[0].starts_with("start") && pair[1].starts_with("end"), "overlapping use of one remote:\n{text}");
+    let intervals = intervals(&log);
+    assert_eq!(intervals.len(), 4);
+    // Sorted starts and ends: some check started before an earlier one ended.
+    let overlapped = intervals.windows(2).any(|w| w[1].0 < w[0].1);
+    assert!(overlapped, "different URLs were serialized as if they shared a budget: {intervals:?}");
+}
+
+#[test]
+fn a_budget_keyed_by_url_wins_over_one_keyed_by_name() {
+    let env = TestEnv::init();
+    let names = ["r1", "r2", "r3", "r4"];
+    let target = clones_of_one_upstream(&env, &names);
+    let url = env.upstream_path("shared").to_str().unwrap().to_owned();
+    let log = env.root().join("intervals.log");
+    // The name entry alone would let all four run; the URL entry caps them at 1.
+    env.edit_policy(|p| {
+        p["checks"] = logging_health_check(&log);
+        p["coordination"] = json!({ "remote_budgets": { "origin": 4, url: 1 } });
+        p["resources"] = four_lanes();
+    });
+    let (code, report) = env.cycle_json();
+    assert_eq!(code, 0, "{report:#}");
+    for name in names {
+        assert_eq!(env.head(name), target, "{name}");
+    }
+    let intervals = intervals(&log);
+    assert_eq!(intervals.len(), 4);
+    for w in intervals.windows(2) {
+        assert!(w[1].0 >= w[0].1, "two health checks of one URL overlapped: {intervals:?}");
     }
 }

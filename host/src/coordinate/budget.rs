@@ -138,11 +138,24 @@ impl CoordinationPolicy {
     }
 }
 
-/// Caps on how many lanes of this process use one remote at once.
+/// Caps on how many lanes of this process use one remote **endpoint** at once.
+///
+/// A slot is counted per endpoint: the remote's fetch URL as written in the
+/// repository's git config (`remote.<name>.url`, the key remote health uses
+/// too), so two repositories whose `origin` points at different URLs never
+/// share a budget, and every repository fetching from one URL does, whatever
+/// it calls the remote. A remote whose URL cannot be read is counted under
+/// `<repo>/<remote>`.
+///
+/// The cap of one use is `limits[url]`, else `limits[name]` (the remote's
+/// name in that repository), else the default: a policy entry keyed by a URL
+/// wins over one keyed by a name. A name entry caps every URL reached through
+/// a remote of that name, each URL separately. When two names with different
+/// caps point at one URL, each use is admitted against its own cap; key the
+/// entry by the URL to give the endpoint one cap. A cap of 0 admits nothing.
 ///
 /// In memory only and shared by reference between the parallel lanes (it is
-/// `Sync`). A remote's cap is its entry in the limits, else the default; a
-/// cap of 0 admits nothing.
+/// `Sync`).
 #[derive(Debug)]
 pub struct RemoteBudget {
     default_limit: u32,
@@ -150,8 +163,12 @@ pub struct RemoteBudget {
     in_use: Mutex<BTreeMap<String, u32>>,
 }
 
+/// How often a lane waiting for a slot looks again.
+const POLL: Duration = Duration::from_millis(5);
+
 impl RemoteBudget {
-    /// A budget with per-remote `limits` and `default_limit` for the rest.
+    /// A budget with `limits` (by URL or remote name) and `default_limit`
+    /// for the rest.
     pub fn new(default_limit: u32, limits: BTreeMap<String, u32>) -> Self {
         Self { default_limit, limits, in_use: Mutex::new(BTreeMap::new()) }
     }
@@ -161,40 +178,61 @@ impl RemoteBudget {
         Self::new(policy.remote_budget_default, policy.remote_budgets.clone())
     }
 
-    /// The cap of `remote`.
-    pub fn limit(&self, remote: &str) -> u32 {
-        self.limits.get(remote).copied().unwrap_or(self.default_limit)
+    /// The cap of endpoint `url` used through a remote named `name`: the
+    /// limit listed for the URL, else the one listed for the name, else the
+    /// default.
+    pub fn limit(&self, url: &str, name: &str) -> u32 {
+        self.limits.get(url).or_else(|| self.limits.get(name)).copied().unwrap_or(self.default_limit)
     }
 
-    /// Takes one slot of `remote`'s budget; `false` (and nothing taken) when
-    /// it is used up. Each `true` must be paired with one [`Self::release`].
-    pub fn try_reserve(&self, remote: &str) -> bool {
-        let limit = self.limit(remote);
+    /// Takes one slot of `url`'s budget, with the cap [`Self::limit`] gives
+    /// for `name`; `false` (and nothing taken) when it is used up. Each
+    /// `true` must be paired with one [`Self::release`] of `url`.
+    pub fn try_reserve(&self, url: &str, name: &str) -> bool {
+        let limit = self.limit(url, name);
         let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        let used = in_use.get(remote).copied().unwrap_or(0);
+        let used = in_use.get(url).copied().unwrap_or(0);
         if used >= limit {
             return false;
         }
-        in_use.insert(remote.to_owned(), used + 1);
+        in_use.insert(url.to_owned(), used + 1);
         true
     }
 
-    /// Returns one slot of `remote`'s budget. Releasing a remote with no
+    /// Returns one slot of `url`'s budget. Releasing an endpoint with no
     /// reservation is a caller bug; it is logged and ignored.
-    pub fn release(&self, remote: &str) {
+    pub fn release(&self, url: &str) {
         let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        match in_use.get_mut(remote) {
+        match in_use.get_mut(url) {
             Some(used) if *used > 1 => *used -= 1,
             Some(_) => {
-                in_use.remove(remote);
+                in_use.remove(url);
             }
-            None => tracing::warn!(remote, "released a remote budget slot that was not reserved"),
+            None => tracing::warn!(url, "released a remote budget slot that was not reserved"),
         }
     }
 
-    /// Slots of `remote` in use now.
-    pub fn in_use(&self, remote: &str) -> u32 {
-        self.in_use.lock().unwrap_or_else(PoisonError::into_inner).get(remote).copied().unwrap_or(0)
+    /// Slots of `url` in use now.
+    pub fn in_use(&self, url: &str) -> u32 {
+        self.in_use.lock().unwrap_or_else(PoisonError::into_inner).get(url).copied().unwrap_or(0)
+    }
+
+    /// Waits for a slot of `url` (polling every 5 ms, without a timeout),
+    /// runs `work` holding it and returns the slot, also when `work` panics.
+    /// A cap of 0 never admits: callers must not pass such an endpoint
+    /// (the policy refuses 0).
+    pub fn with_slot<R>(&self, url: &str, name: &str, work: impl FnOnce() -> R) -> R {
+        while !self.try_reserve(url, name) {
+            std::thread::sleep(POLL);
+        }
+        struct Slot<'a>(&'a RemoteBudget, &'a str);
+        impl Drop for Slot<'_> {
+            fn drop(&mut self) {
+                self.0.release(self.1);
+            }
+        }
+        let _slot = Slot(self, url);
+        work()
     }
 }
 
@@ -204,6 +242,9 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{Arc, Barrier};
 
+    const A: &str = "https://git.example/a.git";
+    const B: &str = "https://git.example/b.git";
+
     fn budget() -> RemoteBudget {
         RemoteBudget::new(2, BTreeMap::from([("mirror".to_owned(), 1), ("closed".to_owned(), 0)]))
     }
@@ -211,35 +252,68 @@ mod tests {
     #[test]
     fn the_default_limit_applies_to_unlisted_remotes() {
         let b = budget();
-        assert_eq!(b.limit("origin"), 2);
-        assert!(b.try_reserve("origin"));
-        assert!(b.try_reserve("origin"));
-        assert!(!b.try_reserve("origin"));
-        assert_eq!(b.in_use("origin"), 2);
-        assert!(b.try_reserve("other"), "each remote has its own budget");
+        assert_eq!(b.limit(A, "origin"), 2);
+        assert!(b.try_reserve(A, "origin"));
+        assert!(b.try_reserve(A, "origin"));
+        assert!(!b.try_reserve(A, "origin"));
+        assert_eq!(b.in_use(A), 2);
+        assert!(b.try_reserve(B, "origin"), "each URL has its own budget");
+    }
+
+    #[test]
+    fn slots_are_counted_per_url_not_per_name() {
+        let b = RemoteBudget::new(1, BTreeMap::new());
+        // Two repositories whose `origin` points at different URLs.
+        assert!(b.try_reserve(A, "origin"));
+        assert!(b.try_reserve(B, "origin"), "same name, other URL: its own budget");
+        // One URL reached through two names shares one budget.
+        assert!(!b.try_reserve(A, "upstream"));
+        b.release(A);
+        assert!(b.try_reserve(A, "upstream"));
+        assert_eq!((b.in_use(A), b.in_use(B)), (1, 1));
     }
 
     #[test]
     fn a_listed_limit_replaces_the_default_and_zero_admits_nothing() {
         let b = budget();
-        assert_eq!(b.limit("mirror"), 1);
-        assert!(b.try_reserve("mirror"));
-        assert!(!b.try_reserve("mirror"));
-        assert!(!b.try_reserve("closed"));
-        assert_eq!(b.in_use("closed"), 0);
+        assert_eq!(b.limit(A, "mirror"), 1);
+        assert!(b.try_reserve(A, "mirror"));
+        assert!(!b.try_reserve(A, "mirror"));
+        assert!(b.try_reserve(B, "mirror"), "a name entry caps each URL separately");
+        assert!(!b.try_reserve("file:///c", "closed"));
+        assert_eq!(b.in_use("file:///c"), 0);
+    }
+
+    #[test]
+    fn a_url_entry_takes_precedence_over_a_name_entry() {
+        let b = RemoteBudget::new(4, BTreeMap::from([(A.to_owned(), 3), ("origin".to_owned(), 1)]));
+        assert_eq!(b.limit(A, "origin"), 3, "the URL's entry wins");
+        assert_eq!(b.limit(B, "origin"), 1, "else the name's");
+        assert_eq!(b.limit(B, "mirror"), 4, "else the default");
+        assert_eq!(b.limit(A, "mirror"), 3);
     }
 
     #[test]
     fn release_frees_a_slot_and_an_unpaired_release_is_ignored() {
         let b = budget();
-        assert!(b.try_reserve("mirror"));
-        b.release("mirror");
-        assert_eq!(b.in_use("mirror"), 0);
-        b.release("mirror");
+        assert!(b.try_reserve(A, "mirror"));
+        b.release(A);
+        assert_eq!(b.in_use(A), 0);
+        b.release(A);
         b.release("never-reserved");
-        assert_eq!(b.in_use("mirror"), 0);
-        assert!(b.try_reserve("mirror"));
-        assert!(!b.try_reserve("mirror"), "the extra release did not add a slot");
+        assert_eq!(b.in_use(A), 0);
+        assert!(b.try_reserve(A, "mirror"));
+        assert!(!b.try_reserve(A, "mirror"), "the extra release did not add a slot");
+    }
+
+    #[test]
+    fn with_slot_holds_the_slot_while_working_and_returns_it_after_a_panic() {
+        let b = RemoteBudget::new(1, BTreeMap::new());
+        let seen = b.with_slot(A, "origin", || b.in_use(A));
+        assert_eq!((seen, b.in_use(A)), (1, 0));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.with_slot(A, "origin", || panic!())));
+        assert!(caught.is_err());
+        assert_eq!(b.in_use(A), 0, "the slot came back");
     }
 
     #[test]
@@ -251,18 +325,25 @@ mod tests {
         let peak = AtomicU32::new(0);
         let barrier = Arc::new(Barrier::new(LANES));
         std::thread::scope(|scope| {
-            for _ in 0..LANES {
+            for lane in 0..LANES {
                 let barrier = Arc::clone(&barrier);
                 let (b, holding, peak) = (&b, &holding, &peak);
                 scope.spawn(move || {
                     barrier.wait();
-                    for _ in 0..ROUNDS {
-                        if b.try_reserve("origin") {
+                    // Half the lanes call the remote by another name: same URL, same budget.
+                    let name = if lane % 2 == 0 { "origin" } else { "upstream" };
+                    for round in 0..ROUNDS {
+                        let work = || {
                             let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
                             peak.fetch_max(now, Ordering::SeqCst);
                             std::thread::yield_now();
                             holding.fetch_sub(1, Ordering::SeqCst);
-                            b.release("origin");
+                        };
+                        if round % 2 == 0 {
+                            b.with_slot(A, name, work);
+                        } else if b.try_reserve(A, name) {
+                            work();
+                            b.release(A);
                         }
                     }
                 });
@@ -270,7 +351,7 @@ mod tests {
         });
         assert!(peak.load(Ordering::SeqCst) <= 3, "peak {}", peak.load(Ordering::SeqCst));
         assert!(peak.load(Ordering::SeqCst) >= 1);
-        assert_eq!(b.in_use("origin"), 0);
+        assert_eq!(b.in_use(A), 0);
     }
 
     #[test]
@@ -296,7 +377,7 @@ mod tests {
         assert!(!policy.is_default());
         assert_eq!(serde_json::to_string(&policy).unwrap(), json);
         let b = RemoteBudget::from_policy(&policy);
-        assert_eq!((b.limit("mirror"), b.limit("origin")), (1, 2));
+        assert_eq!((b.limit(A, "mirror"), b.limit(A, "origin")), (1, 2));
     }
 
     #[test]

@@ -1,11 +1,24 @@
 //! Phase 1 per repository: select a remote, probe, collect signals, score.
 //!
 //! ```text
-//! federation-selector plugin -> ranked remotes
+//! federation-selector plugin -> ranked remotes   (skipped when every remote's circuit is open)
 //! git probe (fetch with fail-over along the ranking)
 //! repo-probe plugin (read-only worktree) -> signals
 //! risk-scorer plugin -> risk, recommendation, reasons   (only for repos that could upgrade)
 //! ```
+//!
+//! [`assess_repos`] runs these steps for every repository in three passes:
+//! the selector calls one repository after the other in policy order, then
+//! the git probes (fetches) on up to `lanes` threads, each fetch holding a
+//! slot of the [`RemoteBudget`] of the URL it fetches from, then the probe
+//! and scorer plugins again in policy order. Results are in policy order, so
+//! plans and decision hashes do not depend on which fetch finished first.
+//!
+//! When every candidate remote of a repository has an open circuit (cool-down
+//! not over, see [`crate::federation::health`]), nothing is fetched and the
+//! selector is not asked: the probe fails with a transient `circuit-open`
+//! fetch failure naming the remotes and when the earliest cool-down ends,
+//! which defers the repository (`fetch-circuit-open`).
 //!
 //! Plugin inputs are JSON in the WIT shapes of `hermes:plugin@0.1.0`
 //! (kebab-case keys). Every call's [`CallRecord`] is kept for the ledger.
@@ -13,18 +26,24 @@
 //! never stops the cycle: the repository is deferred with the failure as
 //! the reason.
 
-use super::probe::{self, ProbeOptions, RepoProbe};
-use crate::federation::{HealthBook, HealthPolicy};
+use super::Progress;
+use super::fetch::FetchFailure;
+use super::probe::{self, FetchRecord, Fetcher, ProbeOptions, RepoProbe};
+use crate::coordinate::RemoteBudget;
+use crate::federation::{Circuit, HealthBook, HealthPolicy};
 use crate::intelligence::RuntimeIntelligence;
 use crate::plugin::PluginKind;
 use crate::plugin::call::{CallOutcome, CallRecord};
 use crate::plugin::set::PluginSet;
-use crate::policy::RepoPolicy;
-use chrono::{DateTime, Utc};
+use crate::policy::{RemoteSpec, RepoPolicy};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 /// The risk scorer's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,22 +86,169 @@ pub struct AssessContext<'a> {
     pub logical_time: u64,
 }
 
-/// Assesses one repository.
-pub fn assess(
+/// Assesses every repository of `repos` (policy order), fetching on up to
+/// `lanes` threads under `budget`; returns each assessment with the fetches
+/// its probe made, in the same order.
+pub fn assess_repos(
     ctx: &AssessContext<'_>,
-    repo: &RepoPolicy,
-    path: &Path,
+    repos: &[(&RepoPolicy, PathBuf)],
     intelligence: &RuntimeIntelligence,
-) -> Assessment {
+    lanes: usize,
+    budget: &RemoteBudget,
+    progress: Progress<'_>,
+) -> Vec<(Assessment, Vec<FetchRecord>)> {
+    // 1. The selector, one repository after the other.
+    let selections: Vec<Selection> = repos.iter().map(|(repo, path)| select(ctx, repo, path)).collect();
+    // 2. The git probes, in parallel.
+    let probes = probe_all(ctx.probe_options, repos, &selections, lanes, budget, progress);
+    // 3. The probe and scorer plugins, one repository after the other.
+    repos
+        .iter()
+        .zip(selections)
+        .zip(probes)
+        .map(|(((repo, path), selection), (probe, fetches))| {
+            (finish(ctx, repo, path, intelligence, selection, probe), fetches)
+        })
+        .collect()
+}
+
+/// Where a repository's probe fetches from.
+#[derive(Debug, Clone)]
+enum Route {
+    /// These remotes, in order (fail-over along the list).
+    Fetch(Vec<String>),
+    /// Nowhere: every candidate's circuit is open. The probe records
+    /// `failure` as the fetch from `remote` (the primary).
+    CircuitOpen { remote: String, failure: FetchFailure },
+}
+
+/// What the selector step found for one repository.
+struct Selection {
+    remote_urls: BTreeMap<String, String>,
+    route: Route,
+    plugin_failure: Option<PluginFailure>,
+    calls: Vec<CallRecord>,
+}
+
+/// Reads the remotes' URLs and asks the selector for the ranking, unless
+/// every candidate's circuit is open (and the probe would fetch).
+fn select(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path) -> Selection {
+    let remote_urls = remote_urls(repo, path);
     let mut calls = Vec::new();
     let mut plugin_failure = None;
-
-    let remote_urls = remote_urls(repo, path);
+    if ctx.probe_options.fetch {
+        if let Some(failure) = all_circuits_open(ctx, repo, &remote_urls) {
+            let route = Route::CircuitOpen { remote: repo.primary_remote().name, failure };
+            return Selection { remote_urls, route, plugin_failure, calls };
+        }
+    }
     let remotes = select_remotes(ctx, repo, &remote_urls, &mut calls).unwrap_or_else(|record| {
         plugin_failure = Some(fail(&record));
         vec![repo.primary_remote().name]
     });
-    let probe = probe::probe(repo, path, ctx.probe_options, &remotes);
+    Selection { remote_urls, route: Route::Fetch(remotes), plugin_failure, calls }
+}
+
+/// Probes every repository on up to `lanes` threads, taking repositories in
+/// order from a shared counter; results come back in `repos`' order.
+fn probe_all(
+    options: ProbeOptions,
+    repos: &[(&RepoPolicy, PathBuf)],
+    selections: &[Selection],
+    lanes: usize,
+    budget: &RemoteBudget,
+    progress: Progress<'_>,
+) -> Vec<(RepoProbe, Vec<FetchRecord>)> {
+    let origin = Instant::now();
+    let total = repos.len();
+    let routes: Vec<(&Route, &BTreeMap<String, String>)> =
+        selections.iter().map(|s| (&s.route, &s.remote_urls)).collect();
+    let slots: Vec<Mutex<Option<(RepoProbe, Vec<FetchRecord>)>>> = repos.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let (Some((repo, path)), Some((route, urls))) = (repos.get(i), routes.get(i)) else { break };
+            progress(&format!("probing {} ({}/{total})", repo.name, i + 1));
+            let result = match route {
+                Route::Fetch(remotes) => {
+                    let fetcher = Fetcher { budget, origin, repo: &repo.name, urls };
+                    probe::probe(repo, path, options, remotes, &fetcher)
+                }
+                Route::CircuitOpen { remote, failure } => {
+                    (probe::probe_unfetched(repo, path, options, remote, failure.clone()), Vec::new())
+                }
+            };
+            *slots[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..lanes.clamp(1, total.max(1)) {
+            scope.spawn(&work);
+        }
+        // This thread is a lane too.
+        work();
+    });
+    slots
+        .into_iter()
+        .zip(repos)
+        .map(|(slot, (repo, _))| {
+            slot.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(|| panic!("no probe of {}: a probe lane stopped early", repo.name))
+        })
+        .collect()
+}
+
+/// The remotes the selector chooses among: the policy's, else the primary.
+fn candidates(repo: &RepoPolicy) -> Vec<RemoteSpec> {
+    if repo.remotes.is_empty() { vec![repo.primary_remote()] } else { repo.remotes.clone() }
+}
+
+/// A `circuit-open` [`FetchFailure`] naming every candidate and
+/// when its cool-down ends, if every candidate's circuit is open at the
+/// tick's time (a half-open one may be tried, so it does not count).
+fn all_circuits_open(
+    ctx: &AssessContext<'_>,
+    repo: &RepoPolicy,
+    urls: &BTreeMap<String, String>,
+) -> Option<FetchFailure> {
+    // As the health book reads it: at most a week.
+    let cool_down =
+        chrono::Duration::seconds(i64::try_from(ctx.health_policy.cool_down_secs.min(604_800)).unwrap_or(0));
+    let mut open: Vec<(String, String, DateTime<Utc>)> = Vec::new();
+    for spec in candidates(repo) {
+        let key = health_key(&repo.name, &spec.name, urls);
+        if ctx.health.circuit_at(&key, ctx.now, ctx.health_policy) != Circuit::Open {
+            return None;
+        }
+        // Open (not half-open) means `opened_at` parses and the cool-down is ahead.
+        let opened = ctx.health.remotes.get(&key).and_then(|h| h.opened_at.as_deref())?;
+        let opened = DateTime::parse_from_rfc3339(opened).ok()?.with_timezone(&Utc);
+        open.push((spec.name, key, opened + cool_down));
+    }
+    let earliest = open.iter().map(|(_, _, until)| *until).min()?;
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let names: Vec<String> =
+        open.iter().map(|(name, key, until)| format!("{name} ({key}) until {}", time(*until))).collect();
+    Some(FetchFailure::circuit_open(format!(
+        "not fetched: every candidate remote has an open circuit: {}; the earliest cool-down ends at {}",
+        names.join(", "),
+        time(earliest)
+    )))
+}
+
+/// The plugin steps after the probe: signals, then the risk score of a
+/// repository that could upgrade.
+fn finish(
+    ctx: &AssessContext<'_>,
+    repo: &RepoPolicy,
+    path: &Path,
+    intelligence: &RuntimeIntelligence,
+    selection: Selection,
+    probe: RepoProbe,
+) -> Assessment {
+    let Selection { remote_urls, plugin_failure, calls, .. } = selection;
     let mut assessment = Assessment { remote_urls, probe, signals: Vec::new(), score: None, plugin_failure, calls };
     if assessment.plugin_failure.is_some() || assessment.probe.problem.is_some() || assessment.probe.head.is_none() {
         return assessment;
@@ -167,10 +333,7 @@ fn select_remotes(
     urls: &BTreeMap<String, String>,
     calls: &mut Vec<CallRecord>,
 ) -> Result<Vec<String>, CallRecord> {
-    let mut specs = repo.remotes.clone();
-    if specs.is_empty() {
-        specs.push(repo.primary_remote());
-    }
+    let specs = candidates(repo);
     let candidates: Vec<Value> = specs
         .iter()
         .map(|r| {

@@ -1,37 +1,37 @@
 //! Federation bookkeeping of phase 1: every fetch of a probe (fail-overs
 //! included) goes into the remote health book, circuit transitions and
-//! logical promotions into the ledger.
+//! logical promotions into the ledger. A repository whose remotes all had an
+//! open circuit made no fetch, so nothing is recorded against them.
 
 use super::CycleError;
-use super::assess::{self, Assessment};
-use super::probe::ProbeProblem;
+use super::assess::Assessment;
+use super::probe::FetchRecord;
 use crate::clock::Clock;
 use crate::federation::{FederationState, HealthBook};
 use crate::ledger::{EventKind, EventLedger};
 use crate::policy::Policy;
 
-/// Records the fetches of one assessment in the remote health book and the
-/// selected endpoint in the federation state, with their events.
+/// Records `fetches` (the fetches of one assessment, in order) in the
+/// remote health book and the selected endpoint in the federation state,
+/// with their events.
+#[allow(clippy::too_many_arguments)]
 pub fn record(
     health: &mut HealthBook,
     federation: &mut FederationState,
     policy: &Policy,
     assessment: &Assessment,
+    fetches: &[FetchRecord],
     ledger: &mut EventLedger,
     tick: &str,
     clock: Clock,
 ) -> Result<(), CycleError> {
     let probe = &assessment.probe;
-    let key = |remote: &str| assess::health_key(&probe.repo, remote, &assessment.remote_urls);
-    let mut fetches: Vec<(String, bool, u32, Option<&str>)> =
-        probe.failed_over.iter().map(|a| (key(&a.remote), false, 0, Some(a.failure.class.as_str()))).collect();
-    match (&probe.problem, probe.fetch_ms) {
-        (Some(ProbeProblem::FetchFailed(f)), _) => fetches.push((key(&probe.remote), false, 0, Some(f.class.as_str()))),
-        (_, Some(ms)) => fetches.push((key(&probe.remote), true, u32::try_from(ms).unwrap_or(u32::MAX), None)),
-        _ => {}
-    }
-    for (remote, ok, latency, class) in fetches {
-        if let Some(transition) = health.record(&remote, ok, latency, class, clock.now(), &policy.remote_health) {
+    for fetch in fetches {
+        let latency = u32::try_from(fetch.finished_ms - fetch.started_ms).unwrap_or(u32::MAX);
+        let (latency, class) = if fetch.ok { (latency, None) } else { (0, fetch.failure.map(|c| c.as_str())) };
+        if let Some(transition) =
+            health.record(&fetch.url, fetch.ok, latency, class, clock.now(), &policy.remote_health)
+        {
             ledger.append(
                 tick,
                 EventKind::RemoteHealthChanged,

@@ -28,12 +28,16 @@ pub enum FetchFailureClass {
     /// Anything libgit2 reports that fits none of the above (permanent, so an
     /// operator looks at it).
     Other,
+    /// Not fetched at all: every candidate remote of the repository has an
+    /// open circuit (transient: a later tick tries again once a cool-down
+    /// has passed). Never produced by libgit2, only by the probe.
+    CircuitOpen,
 }
 
 impl FetchFailureClass {
     /// Transient failures are retried on a later tick; permanent ones block.
     pub fn is_transient(self) -> bool {
-        matches!(self, FetchFailureClass::Network | FetchFailureClass::Timeout)
+        matches!(self, FetchFailureClass::Network | FetchFailureClass::Timeout | FetchFailureClass::CircuitOpen)
     }
 
     /// Stable name, as used in reason codes.
@@ -45,6 +49,7 @@ impl FetchFailureClass {
             FetchFailureClass::Timeout => "timeout",
             FetchFailureClass::Corrupt => "corrupt",
             FetchFailureClass::Other => "other",
+            FetchFailureClass::CircuitOpen => "circuit-open",
         }
     }
 }
@@ -56,6 +61,15 @@ pub struct FetchFailure {
     pub transient: bool,
     /// libgit2's message.
     pub message: String,
+}
+
+impl FetchFailure {
+    /// The failure of a fetch that was not attempted because every candidate
+    /// remote has an open circuit; `message` names them.
+    pub fn circuit_open(message: String) -> Self {
+        let class = FetchFailureClass::CircuitOpen;
+        Self { class, transient: class.is_transient(), message }
+    }
 }
 
 /// What a successful fetch learned about the upstream branch.

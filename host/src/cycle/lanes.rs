@@ -1,17 +1,26 @@
 //! Parallel lanes of phase 2: the decisions of one dependency depth run on
-//! up to `lanes` threads, taken in plan order; an upgrade holds its remote's
-//! budget slot while it runs. Results come back in the decisions' order.
+//! up to `lanes` threads. The assignment is static: lane `k` runs the
+//! decisions `k`, `k + lanes`, `k + 2 * lanes`, ... of the level, in plan
+//! order, so the lane of every decision depends only on the plan and the lane
+//! count (the topology snapshot is the same on every run of the same plan).
+//! An upgrade holds a slot of the budget of its remote's URL while it runs.
+//! Results come back in the decisions' order.
 
 use super::Progress;
+use super::assess::health_key;
 use super::execute::{self, Step};
 use super::outcome::RepoOutcome;
 use super::plan::{Decision, Recommendation};
 use super::reserve::Reservations;
 use crate::coordinate::RemoteBudget;
 use crate::ledger::{EventLedger, LedgerError};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+
+/// The lane of the `index`-th decision of a level run on `lanes` lanes.
+pub fn lane_of(index: usize, lanes: usize) -> usize {
+    index % lanes.max(1)
+}
 
 /// Runs the decisions of one dependency depth on up to `lanes` threads;
 /// returns (lane, result) per decision, in the decisions' order.
@@ -24,29 +33,23 @@ pub fn run_level(
     ledger: &Mutex<EventLedger>,
     progress: Progress<'_>,
 ) -> Vec<(u32, Result<RepoOutcome, LedgerError>)> {
-    let slots: Vec<Mutex<Option<(u32, Result<RepoOutcome, LedgerError>)>>> =
-        level.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
+    let lanes = lanes.max(1);
+    let slots: Vec<Mutex<Option<Result<RepoOutcome, LedgerError>>>> = level.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for lane in 0..lanes.min(level.len()) {
-            let (slots, next) = (&slots, &next);
+            let slots = &slots;
             scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(decision) = level.get(i) else { break };
-                    let upgrade = decision.recommendation == Recommendation::Upgrade;
-                    if upgrade {
+                for (i, decision) in level.iter().enumerate().skip(lane).step_by(lanes) {
+                    let clearance = reservations.clearances.get(&decision.repo);
+                    let result = if decision.recommendation == Recommendation::Upgrade {
                         progress(&format!("upgrading {} (lane {lane})", decision.repo));
-                        while !budget.try_reserve(&decision.remote) {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                    }
-                    let result = execute::execute(step, decision, reservations.clearances.get(&decision.repo), ledger);
-                    if upgrade {
-                        budget.release(&decision.remote);
-                    }
+                        let url = endpoint(step, decision);
+                        budget.with_slot(&url, &decision.remote, || execute::execute(step, decision, clearance, ledger))
+                    } else {
+                        execute::execute(step, decision, clearance, ledger)
+                    };
                     if let Ok(mut slot) = slots[i].lock() {
-                        *slot = Some((lane as u32, result));
+                        *slot = Some(result);
                     }
                 }
             });
@@ -54,14 +57,41 @@ pub fn run_level(
     });
     slots
         .into_iter()
-        .map(|slot| {
-            slot.into_inner().ok().flatten().unwrap_or((
-                0,
+        .enumerate()
+        .map(|(i, slot)| {
+            let lane = u32::try_from(lane_of(i, lanes)).unwrap_or(u32::MAX);
+            let result = slot.into_inner().ok().flatten().unwrap_or_else(|| {
                 Err(LedgerError::Io {
                     path: Default::default(),
                     source: std::io::Error::other("a lane stopped without a result"),
-                }),
-            ))
+                })
+            });
+            (lane, result)
         })
         .collect()
+}
+
+/// The budget key of `decision`'s remote: its URL from the repository's git
+/// config, else `<repo>/<remote>` (as for remote health).
+fn endpoint(step: &Step<'_>, decision: &Decision) -> String {
+    let url = step
+        .policy
+        .repo(&decision.repo)
+        .and_then(|repo| git2::Repository::open(repo.resolved_path(step.workspace.home())).ok())
+        .and_then(|git| git.find_remote(&decision.remote).ok().and_then(|r| r.url().ok().map(str::to_owned)));
+    let urls: BTreeMap<String, String> = url.map(|u| (decision.remote.clone(), u)).into_iter().collect();
+    health_key(&decision.repo, &decision.remote, &urls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lane_of;
+
+    #[test]
+    fn lanes_are_assigned_round_robin_in_plan_order() {
+        let lanes: Vec<usize> = (0..7).map(|i| lane_of(i, 3)).collect();
+        assert_eq!(lanes, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(lane_of(5, 0), 0, "no lanes counts as one");
+        assert_eq!(lane_of(2, 8), 2);
+    }
 }

@@ -205,7 +205,9 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
             Ok(Some(envelope)) => envelope.data,
             _ => RuntimeIntelligence::rebuild_from_ledger(&store).map(|(i, _)| i).unwrap_or_default(),
         };
-        let assessments = assess_all(workspace, &policy, &ctx, &intelligence, progress);
+        // Plan mode samples no pressure: it fetches on up to `max_lanes` lanes.
+        let lanes = usize::try_from(policy.resources.max_lanes.clamp(1, 64)).unwrap_or(1);
+        let (assessments, _) = assess_all(workspace, &policy, &ctx, &intelligence, lanes, progress);
         let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
         let repos = plan.decisions.iter().map(|d| report_row(d, None, d.head.clone())).collect();
         return Ok(CycleReport {
@@ -273,8 +275,11 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     )?;
 
     // PHASE 1: select, probe, score and plan. Nothing in any repository changes.
-    let assessments = assess_all(workspace, &policy, &ctx, &intelligence, progress);
-    for assessment in &assessments {
+    // Fetches run on the pressure's lanes (at least one: critical pressure
+    // defers the upgrades, not the probes), each under its URL's budget.
+    let phase1_lanes = usize::try_from(pressure.lanes.max(1)).unwrap_or(1);
+    let (assessments, fetches) = assess_all(workspace, &policy, &ctx, &intelligence, phase1_lanes, progress);
+    for (assessment, fetches) in assessments.iter().zip(&fetches) {
         let repo = &assessment.probe.repo;
         for call in &assessment.calls {
             ledger.append(&tick, EventKind::PluginCalled, repo, serde_json::to_value(call).unwrap_or_default())?;
@@ -284,9 +289,10 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
             "signals": assessment.signals,
             "score": assessment.score,
             "plugin_failure": assessment.plugin_failure,
+            "fetches": fetches,
         });
         ledger.append(&tick, EventKind::RepoProbed, repo, payload)?;
-        federate::record(&mut health, &mut federation, &policy, assessment, &mut ledger, &tick, clock)?;
+        federate::record(&mut health, &mut federation, &policy, assessment, fetches, &mut ledger, &tick, clock)?;
     }
     let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
     let event = ledger.append(&tick, EventKind::PlanMade, "cycle", serde_json::to_value(&plan).unwrap_or_default())?;
@@ -424,7 +430,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
         &federation,
     )
     .write(&store, &head, &written_at)?;
-    topology_of(&policy, &plan, &reservations, &lane_of, &tick).write(&store, &written_at, &head)?;
+    topology_of(&policy, &plan, &reservations, &lane_of, &urls, &tick).write(&store, &written_at, &head)?;
     finalize::write_views(&store, &state, &report, &written_at, &head)?;
     // Readers (`hermes status`, `hermes graph`) resume from here.
     let projection = crate::projection::checkpoint::project(&store)?;
@@ -433,12 +439,15 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     Ok(report)
 }
 
-/// The topology snapshot of this cycle.
+/// The topology snapshot of this cycle. Remotes carry the URL phase 1 read
+/// (`urls`: per repository, per remote name), so repositories sharing a URL
+/// share its node; lanes are the static assignment of [`lanes::run_level`].
 fn topology_of(
     policy: &Policy,
     plan: &plan::Plan,
     reservations: &reserve::Reservations,
     lane_of: &BTreeMap<String, u32>,
+    urls: &BTreeMap<String, BTreeMap<String, String>>,
     tick: &str,
 ) -> RuntimeTopologyGraph {
     let repos: Vec<RepoInput> = policy
@@ -457,7 +466,7 @@ fn topology_of(
                     .iter()
                     .map(|r| RemoteInput {
                         name: r.name.clone(),
-                        url: None,
+                        url: urls.get(&repo.name).and_then(|u| u.get(&r.name)).cloned(),
                         role: r.role.as_str().to_owned(),
                         selected: decision.is_some_and(|d| d.remote == r.name),
                     })
@@ -516,23 +525,22 @@ fn event_head(event: &crate::ledger::HermesEvent) -> LedgerHead {
     LedgerHead { seq: event.seq, hash: event.hash.clone() }
 }
 
+/// Phase 1 over every repository of the policy: assessments in policy order,
+/// each with the fetches its probe made. Fetches run on up to `lanes`
+/// threads; each holds a slot of its URL's budget (`coordination`) while it
+/// runs, and is timed from one monotonic origin taken here.
 fn assess_all(
     workspace: &Workspace,
     policy: &Policy,
     ctx: &AssessContext<'_>,
     intelligence: &RuntimeIntelligence,
+    lanes: usize,
     progress: Progress<'_>,
-) -> Vec<Assessment> {
-    let total = policy.repos.len();
-    policy
-        .repos
-        .iter()
-        .enumerate()
-        .map(|(i, repo)| {
-            progress(&format!("probing {} ({}/{total})", repo.name, i + 1));
-            assess::assess(ctx, repo, &repo.resolved_path(workspace.home()), intelligence)
-        })
-        .collect()
+) -> (Vec<Assessment>, Vec<Vec<probe::FetchRecord>>) {
+    let repos: Vec<(&crate::policy::RepoPolicy, std::path::PathBuf)> =
+        policy.repos.iter().map(|repo| (repo, repo.resolved_path(workspace.home()))).collect();
+    let budget = RemoteBudget::from_policy(&policy.coordination);
+    assess::assess_repos(ctx, &repos, intelligence, lanes, &budget, progress).into_iter().unzip()
 }
 
 fn report_row(decision: &Decision, outcome: Option<Outcome>, head_after: Option<String>) -> RepoReport {
