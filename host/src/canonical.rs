@@ -23,6 +23,17 @@ pub fn to_canonical_string(value: &Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The canonical JSON of `value` with the top-level member `skip` left out
+/// (an event without its own `hash`), as bytes.
+pub fn to_canonical_bytes_without(value: &Value, skip: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    match value {
+        Value::Object(map) => write_entries(sorted_entries(map).into_iter().filter(|(k, _)| k.as_str() != skip), &mut out),
+        other => write_value(other, &mut out),
+    }
+    out
+}
+
 /// Serializes `value` and returns its canonical JSON.
 pub fn canonical_json<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     Ok(to_canonical_string(&serde_json::to_value(value)?))
@@ -57,18 +68,7 @@ fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)
 
 fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) => {
-            out.push(b'{');
-            for (i, (key, item)) in sorted_entries(map).into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(key, out);
-                out.push(b':');
-                write_value(item, out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_entries(sorted_entries(map).into_iter(), out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -81,6 +81,19 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
         }
         scalar => write_scalar(scalar, out),
     }
+}
+
+fn write_entries<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (key, item)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_scalar(key, out);
+        out.push(b':');
+        write_value(item, out);
+    }
+    out.push(b'}');
 }
 
 fn write_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {

@@ -48,17 +48,14 @@ pub struct HermesEvent {
 impl HermesEvent {
     /// The hash this event's contents call for.
     pub fn compute_hash(&self) -> String {
-        hash_of(serde_json::to_value(self).unwrap_or(Value::Null))
+        hash_of(&serde_json::to_value(self).unwrap_or(Value::Null))
     }
 }
 
 /// The chain hash of an event given as raw JSON: every member but `hash`
 /// counts, including members a newer format added, so newer events verify.
-pub fn hash_of(mut event: Value) -> String {
-    if let Value::Object(map) = &mut event {
-        map.remove("hash");
-    }
-    canonical::sha256_hex(canonical::to_canonical_string(&event).as_bytes())
+pub fn hash_of(event: &Value) -> String {
+    canonical::sha256_hex(&canonical::to_canonical_bytes_without(event, "hash"))
 }
 
 macro_rules! event_kinds {

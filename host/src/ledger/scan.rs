@@ -100,7 +100,7 @@ pub fn scan_from(
 fn check_line(line: &[u8], prev: &LedgerHead) -> Result<HermesEvent, String> {
     let text = line.strip_suffix(b"\n").unwrap_or(line);
     let raw: serde_json::Value = serde_json::from_slice(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let computed = hash_of(raw.clone());
+    let computed = hash_of(&raw);
     let event: HermesEvent = serde_json::from_value(raw).map_err(|e| format!("not a valid event: {e}"))?;
     let expected_seq = prev.seq + 1;
     if event.seq != expected_seq {

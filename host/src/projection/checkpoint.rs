@@ -139,7 +139,7 @@ fn agrees(file: &std::fs::File, path: &Path, head: &LedgerHead, checkpoint: &Che
     }
     let raw: serde_json::Value = serde_json::from_slice(&line)
         .map_err(|e| format!("the line at byte {} is not JSON: {e}", checkpoint.head_offset))?;
-    let hash = ledger::event::hash_of(raw.clone());
+    let hash = ledger::event::hash_of(&raw);
     let event: ledger::HermesEvent = serde_json::from_value(raw)
         .map_err(|e| format!("the line at byte {} is not an event: {e}", checkpoint.head_offset))?;
     if event.seq != head.seq || event.hash != head.hash || hash != event.hash {

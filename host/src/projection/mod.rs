@@ -216,7 +216,16 @@ impl GraphSnapshot {
                         to: format!("lease:{key}"),
                         kind: "holds-lease".into(),
                     });
-                    self.leases.insert(key, node);
+                    // A takeover or renewal replaces the lease (and its holder's edge).
+                    if let Some(old) = self.leases.insert(key.clone(), node)
+                        && old.holder_tick != self.leases[&key].holder_tick
+                    {
+                        self.edges.remove(&Edge {
+                            from: format!("tick:{}", old.holder_tick),
+                            to: format!("lease:{key}"),
+                            kind: "holds-lease".into(),
+                        });
+                    }
                 }
             }
             EventKind::LeaseReleased => {
