@@ -17,4 +17,5 @@ mod ledger;
 mod observe;
 mod plugins;
 mod policy_golden;
+mod readers;
 mod state_store;

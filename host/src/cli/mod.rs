@@ -18,6 +18,8 @@
 mod cycle;
 mod demo;
 mod error;
+mod events;
+mod explain;
 mod graph;
 mod init;
 mod plan;
@@ -69,6 +71,8 @@ enum Command {
     Plugin(plugin::Command),
     Cycle(cycle::Args),
     Verify(verify::Args),
+    Events(events::Args),
+    Explain(explain::Args),
     Status(status::Args),
     Graph(graph::Args),
     Demo(demo::Args),
@@ -115,6 +119,8 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Plugin(command) => plugin::run(&workspace()?, command),
         Command::Cycle(args) => cycle::run(&workspace()?, args),
         Command::Verify(args) => verify::run(&workspace()?, args),
+        Command::Events(args) => events::run(&workspace()?, args),
+        Command::Explain(args) => explain::run(&workspace()?, args),
         Command::Status(args) => status::run(&workspace()?, args),
         Command::Graph(args) => graph::run(&workspace()?, args),
         Command::Demo(args) => demo::run(args),

@@ -22,6 +22,7 @@
 //! first bad sequence number.
 
 pub mod event;
+pub mod read;
 mod scan;
 
 pub use event::{EVENT_FORMAT_VERSION, EventKind, GENESIS_HASH, HermesEvent};
