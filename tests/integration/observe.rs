@@ -84,3 +84,28 @@ fn graph_at_a_sequence_number_and_as_dot() {
     beyond.assert_status(2);
     assert!(beyond.stderr.contains("the ledger ends at event"), "{}", beyond.stderr);
 }
+
+#[test]
+fn metrics_count_the_ledger_and_the_cycle_writes_the_textfile() {
+    let env = after_a_cycle();
+    let text = env.hermes(&["metrics"]).assert_status(0).stdout.clone();
+    assert!(text.contains("# TYPE hermes_cycles_total counter\nhermes_cycles_total 1\n"), "{text}");
+    assert!(text.contains("hermes_repo_outcomes_total{outcome=\"upgraded\"} 2\n"), "{text}");
+    assert!(text.contains("hermes_repo_outcomes_total{outcome=\"blocked\"} 1\n"), "{text}");
+    let events = env.ledger_events().len();
+    assert!(text.contains(&format!("hermes_ledger_events_total {events}\n")), "{text}");
+    assert!(text.contains("hermes_plugin_fuel_used_total{kind=\"risk-scorer\"} "), "{text}");
+    let json = env.hermes(&["metrics", "--json"]).assert_status(0).json();
+    assert_eq!(json["counters"]["cycles"], 1);
+
+    env.edit_policy(|p| p["metrics"] = serde_json::json!({ "textfile": "metrics.txt" }));
+    let bad = env.hermes(&["policy", "check"]);
+    bad.assert_status(3);
+    assert!(bad.stderr.contains("metrics.textfile"), "{}", bad.stderr);
+
+    env.edit_policy(|p| p["metrics"] = serde_json::json!({ "textfile": "hermes.prom" }));
+    env.cycle_json();
+    let written = std::fs::read_to_string(env.home().join("hermes.prom")).unwrap();
+    assert!(written.contains("hermes_cycles_total 2\n"), "{written}");
+    assert_eq!(written, env.hermes(&["metrics"]).assert_status(0).stdout, "the same exposition as `hermes metrics`");
+}

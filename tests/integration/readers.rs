@@ -192,7 +192,7 @@ fn append_raw(env: &TestEnv, mut event: Value) -> String {
     let last: Value = serde_json::from_str(lines.last().expect("a ledger")).unwrap();
     event["seq"] = json!(last["seq"].as_u64().unwrap() + 1);
     event["prev_hash"] = last["hash"].clone();
-    event["hash"] = json!(hermes::ledger::event::hash_of(event.clone()));
+    event["hash"] = json!(hermes::ledger::event::hash_of(&event));
     let line = serde_json::to_string(&event).unwrap();
     let mut all = lines;
     all.push(line.clone());

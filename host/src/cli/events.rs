@@ -48,11 +48,7 @@ pub struct Args {
 
 pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
     let state_dir = workspace.state_dir();
-    if !state_dir.is_dir() {
-        return Err(CliError::new(ErrorKind::Config, format!("no state directory at {}", state_dir.display()))
-            .hint("create a workspace with `hermes init`"));
-    }
-    let store = StateStore::open(&state_dir)?;
+    let store = super::open_state(workspace)?;
     let recorded = recorded_head(&store);
     let mut reader = LedgerReader::new(store.dir(), &state_dir)?;
     let filter = EventFilter { repo: args.repo.clone(), kinds: args.kinds.clone(), since: args.since.clone() };

@@ -5,7 +5,6 @@ use super::events::{check_not_cut, compact, recorded_head, summary};
 use super::{CliError, ErrorKind, ExitStatus, print_json};
 use crate::ledger::read::LedgerReader;
 use crate::ledger::{EventKind, HermesEvent, LEDGER_FILE, LedgerError};
-use crate::state::StateStore;
 use crate::workspace::Workspace;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -86,11 +85,7 @@ struct Explanation {
 
 pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
     let state_dir = workspace.state_dir();
-    if !state_dir.is_dir() {
-        return Err(CliError::new(ErrorKind::Config, format!("no state directory at {}", state_dir.display()))
-            .hint("create a workspace with `hermes init`"));
-    }
-    let store = StateStore::open(&state_dir)?;
+    let store = super::open_state(workspace)?;
     let recorded = recorded_head(&store);
     let repo = args.repo.as_str();
 

@@ -3,7 +3,6 @@
 use super::{CliError, ErrorKind, ExitStatus, print_json};
 use crate::projection::checkpoint;
 use crate::projection::dot::to_dot;
-use crate::state::StateStore;
 use crate::workspace::Workspace;
 
 /// Print the graph projection (repositories, remotes, leases, ticks and the
@@ -28,7 +27,7 @@ enum Format {
 }
 
 pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
-    let store = StateStore::open(&workspace.state_dir())?;
+    let store = super::open_state(workspace)?;
     let projection = checkpoint::project_until(&store, args.at)?;
     if let Some(at) = args.at.filter(|at| *at > projection.scan.head.seq) {
         return Err(CliError::new(

@@ -22,6 +22,7 @@ mod events;
 mod explain;
 mod graph;
 mod init;
+mod metrics;
 mod plan;
 mod plugin;
 mod policy;
@@ -75,6 +76,7 @@ enum Command {
     Explain(explain::Args),
     Status(status::Args),
     Graph(graph::Args),
+    Metrics(metrics::Args),
     Demo(demo::Args),
 }
 
@@ -123,6 +125,7 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Explain(args) => explain::run(&workspace()?, args),
         Command::Status(args) => status::run(&workspace()?, args),
         Command::Graph(args) => graph::run(&workspace()?, args),
+        Command::Metrics(args) => metrics::run(&workspace()?, args),
         Command::Demo(args) => demo::run(args),
     }
 }
@@ -146,6 +149,17 @@ fn progress() -> impl Fn(&str) {
             eprintln!("  {message}");
         }
     }
+}
+
+/// Opens the workspace's state directory for a reader; a workspace that was
+/// never initialized is a configuration error with a hint.
+fn open_state(workspace: &Workspace) -> Result<crate::state::StateStore, CliError> {
+    let state_dir = workspace.state_dir();
+    if !state_dir.is_dir() {
+        return Err(CliError::new(ErrorKind::Config, format!("no state directory at {}", state_dir.display()))
+            .hint("create a workspace with `hermes init`"));
+    }
+    Ok(crate::state::StateStore::open(&state_dir)?)
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -1,9 +1,9 @@
 //! `hermes status`: one screen on the workspace, projected from the ledger.
 
 use super::render::{short, table};
-use super::{CliError, ErrorKind, ExitStatus, print_json};
+use super::{CliError, ExitStatus, print_json};
 use crate::projection::checkpoint::{self, Projection};
-use crate::state::{StateStore, ViewName};
+use crate::state::ViewName;
 use crate::workspace::Workspace;
 use serde_json::{Value, json};
 
@@ -19,12 +19,7 @@ pub struct Args {
 }
 
 pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
-    let state_dir = workspace.state_dir();
-    if !state_dir.is_dir() {
-        return Err(CliError::new(ErrorKind::Config, format!("no state directory at {}", state_dir.display()))
-            .hint("create a workspace with `hermes init`"));
-    }
-    let store = StateStore::open(&state_dir)?;
+    let store = super::open_state(workspace)?;
     let projection = checkpoint::project(&store)?;
     let live = store.read::<Value>(ViewName::LiveRuntimeControlPlane).ok().flatten().map(|e| e.data);
     if args.json {

@@ -1,8 +1,8 @@
 //! `hermes verify`: check the ledger's hash chain.
 
-use super::{CliError, ErrorKind, ExitStatus, print_json};
+use super::{CliError, ExitStatus, print_json};
 use crate::ledger;
-use crate::state::{StateError, StateStore, ViewName};
+use crate::state::{StateError, ViewName};
 use crate::workspace::Workspace;
 use serde_json::json;
 
@@ -20,11 +20,7 @@ pub struct Args {
 
 pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
     let state_dir = workspace.state_dir();
-    if !state_dir.is_dir() {
-        return Err(CliError::new(ErrorKind::Config, format!("no state directory at {}", state_dir.display()))
-            .hint("create a workspace with `hermes init`"));
-    }
-    let store = StateStore::open(&state_dir)?;
+    let store = super::open_state(workspace)?;
     let scan = ledger::verify(store.dir(), &state_dir)?;
     let summary = match store.read::<serde_json::Value>(ViewName::UpgradeSummary) {
         Ok(envelope) => envelope,

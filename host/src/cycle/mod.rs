@@ -435,6 +435,16 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     // Readers (`hermes status`, `hermes graph`) resume from here.
     let projection = crate::projection::checkpoint::project(&store)?;
     crate::projection::checkpoint::write(&store, &written_at, &projection)?;
+    if let Some(path) = policy.metrics.textfile_path(workspace.home()) {
+        // Metrics are a courtesy to the scraper: failing to write them never fails the cycle.
+        let bytes = projection.scan.end;
+        if let Err(e) = crate::projection::metrics::write_textfile(
+            &path,
+            &crate::projection::metrics::exposition(&projection.snapshot, bytes),
+        ) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
+        }
+    }
     live(&json!({ "phase": "idle", "lanes": 0, "leases": {}, "counts": report.counts() }), &head)?;
     Ok(report)
 }

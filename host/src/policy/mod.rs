@@ -92,6 +92,9 @@ pub struct Policy {
     /// When a remote's circuit opens and how long it cools down.
     #[serde(default, skip_serializing_if = "is_default")]
     pub remote_health: HealthPolicy,
+    /// Where each cycle also writes Prometheus metrics.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub metrics: crate::projection::metrics::MetricsPolicy,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -301,6 +304,7 @@ impl Policy {
             coordination: CoordinationPolicy::default(),
             resources: ResourcePolicy::default(),
             remote_health: HealthPolicy::default(),
+            metrics: Default::default(),
         }
     }
 

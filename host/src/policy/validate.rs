@@ -106,6 +106,9 @@ pub fn validate(policy: &Policy, path: &Path, home: &Path) -> Result<(), PolicyE
     if let Some((field, problem)) = policy.coordination.problem() {
         return Err(fail(format!("coordination.{field}"), problem));
     }
+    if let Some((field, problem)) = policy.metrics.problem() {
+        return Err(fail(format!("metrics.{field}"), problem));
+    }
     let mut commands: Vec<(String, &crate::process::CommandSpec)> = Vec::new();
     commands.extend(policy.checks.canary.iter().map(|c| ("checks.canary".to_owned(), c)));
     commands.extend(policy.checks.health.iter().map(|c| ("checks.health".to_owned(), c)));

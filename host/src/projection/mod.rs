@@ -15,6 +15,7 @@
 
 pub mod checkpoint;
 pub mod dot;
+pub mod metrics;
 pub mod patch;
 
 use crate::ledger::{EventKind, HermesEvent};
@@ -43,6 +44,28 @@ pub struct GraphSnapshot {
     /// Scheduled jobs by name (filled by job events).
     pub jobs: BTreeMap<String, JobNode>,
     pub edges: BTreeSet<Edge>,
+    /// Running totals since the first event (`hermes metrics`).
+    #[serde(default)]
+    pub counters: Counters,
+}
+
+/// Totals folded from every event, for `hermes metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub events: u64,
+    pub cycles: u64,
+    /// Repository outcomes by kind (`upgraded`, `deferred`, ...).
+    pub outcomes: BTreeMap<String, u64>,
+    pub rollbacks: u64,
+    pub rollbacks_failed: u64,
+    /// Plugin calls by `kind/outcome`.
+    pub plugin_calls: BTreeMap<String, u64>,
+    /// Fuel used by plugin kind.
+    pub plugin_fuel: BTreeMap<String, u64>,
+    pub lease_conflicts: u64,
+    pub lease_takeovers: u64,
+    pub fence_rejections: u64,
+    pub integrity_failures: u64,
 }
 
 /// A cycle.
@@ -158,8 +181,10 @@ impl GraphSnapshot {
     pub fn apply(&mut self, event: &HermesEvent) {
         self.seq = event.seq;
         self.hash.clone_from(&event.hash);
+        self.counters.events += 1;
         let payload = &event.payload;
         let Some(kind) = EventKind::parse(&event.kind) else { return };
+        self.count(kind, payload);
         match kind {
             EventKind::CycleStarted => {
                 self.last_tick = Some(TickNode {
@@ -263,6 +288,31 @@ impl GraphSnapshot {
                     integrity.failed.push(event.subject.clone());
                 }
             }
+            _ => {}
+        }
+    }
+
+    fn count(&mut self, kind: EventKind, payload: &Value) {
+        let c = &mut self.counters;
+        match kind {
+            EventKind::CycleStarted => c.cycles += 1,
+            EventKind::RepoUpgraded | EventKind::RepoDeferred | EventKind::RepoBlocked | EventKind::RepoNoop => {
+                let outcome =
+                    text(payload, "outcome").unwrap_or_else(|| kind.as_str().trim_start_matches("repo-").into());
+                *c.outcomes.entry(outcome).or_insert(0) += 1;
+            }
+            EventKind::RolledBack if payload["ok"] == Value::Bool(true) => c.rollbacks += 1,
+            EventKind::RolledBack => c.rollbacks_failed += 1,
+            EventKind::PluginCalled => {
+                let plugin = text(payload, "kind").unwrap_or_default();
+                let outcome = text(payload, "outcome").unwrap_or_default();
+                *c.plugin_calls.entry(format!("{plugin}/{outcome}")).or_insert(0) += 1;
+                *c.plugin_fuel.entry(plugin).or_insert(0) += number(payload, "fuel_used");
+            }
+            EventKind::LeaseConflict => c.lease_conflicts += 1,
+            EventKind::LeaseTakeover => c.lease_takeovers += 1,
+            EventKind::FenceRejected => c.fence_rejections += 1,
+            EventKind::IntegrityFailed => c.integrity_failures += 1,
             _ => {}
         }
     }

@@ -7,7 +7,7 @@
 //!   "upsert": {section: {key: node}}, "remove": {section: [key]},
 //!   "edges_added": [edge], "edges_removed": [edge]}`
 //! where `set` holds the whole-value fields that changed (`last_tick`,
-//! `integrity`, `skipped_ticks`) and sections are `repos`, `remotes`,
+//! `integrity`, `skipped_ticks`, `counters`) and sections are `repos`, `remotes`,
 //! `leases`, `jobs`.
 
 use super::{Edge, GraphSnapshot};
@@ -38,7 +38,7 @@ pub enum PatchError {
 }
 
 const SECTIONS: [&str; 4] = ["repos", "remotes", "leases", "jobs"];
-const WHOLE: [&str; 3] = ["last_tick", "integrity", "skipped_ticks"];
+const WHOLE: [&str; 4] = ["last_tick", "integrity", "skipped_ticks", "counters"];
 
 fn head(snapshot: &GraphSnapshot) -> LedgerHead {
     LedgerHead { seq: snapshot.seq, hash: snapshot.hash.clone() }
