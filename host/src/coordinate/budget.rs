@@ -25,13 +25,14 @@ pub struct CoordinationPolicy {
     #[serde(default = "default_lock_delay_secs")]
     #[schemars(range(max = 3600))]
     pub lock_delay_secs: u64,
-    /// Lanes that may use one remote at the same time, for remotes not
-    /// listed in `remote_budgets`. 1 to 1024; default 4.
+    /// Fetches and upgrades that may use one remote URL at the same time,
+    /// for URLs not capped in `remote_budgets`. 1 to 1024; default 4.
     #[serde(default = "default_remote_budget")]
     #[schemars(range(min = 1, max = 1024))]
     pub remote_budget_default: u32,
-    /// Per-remote caps that replace `remote_budget_default`, by remote (the
-    /// same remote identifier the coordinator is given). Each 1 to 1024.
+    /// Caps that replace `remote_budget_default`, keyed by a remote URL or
+    /// by a remote name (each URL reached through that name gets the cap);
+    /// a URL key wins over a name key. Each 1 to 1024.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub remote_budgets: BTreeMap<String, u32>,
 }
@@ -90,7 +91,7 @@ impl CoordinationPolicy {
         }
         for (remote, &value) in &self.remote_budgets {
             if remote.trim().is_empty() {
-                return Some(("remote_budgets".into(), "an empty remote name; expected a remote identifier".into()));
+                return Some(("remote_budgets".into(), "an empty key; expected a remote URL or a remote name".into()));
             }
             if let Some(problem) = budget_problem(value) {
                 return Some((format!("remote_budgets.{remote}"), problem));

@@ -186,7 +186,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let stamp = clock.now().format("%Y%m%dT%H%M%S%3fZ").to_string();
     let plugins = PluginSet::load(workspace.home(), &workspace.policy_path(), &policy)?;
     let store = StateStore::open(&workspace.state_dir())?;
-    // Plan mode reads health as it is; execute mode reloads it under the ledger lock.
+    // Plan mode reads health as it is; execute mode reloads it under the cycle lock.
     let planning_health = HealthBook::load(&store).unwrap_or_default();
     let ctx = AssessContext {
         plugins: &plugins,
@@ -240,7 +240,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let tick = format!("{stamp}-{}", ledger.head().seq + 1);
     finalize::prepare_views(&store, &mut ledger, &tick)?;
     let mut state = finalize::load_upgrade_state(&store, &mut ledger, &tick)?;
-    // Read-modify-written views are loaded only now, under the ledger lock,
+    // Read-modify-written views are loaded only now, under the cycle lock,
     // so concurrent cycles never lose each other's updates.
     let mut health = HealthBook::load(&store)?;
     let mut federation = FederationState::load(&store)?;
