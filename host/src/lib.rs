@@ -19,6 +19,7 @@ pub mod plugin;
 pub mod policy;
 pub mod process;
 pub mod projection;
+pub mod replay;
 pub mod resource;
 pub mod state;
 pub mod topology;

@@ -18,4 +18,5 @@ mod observe;
 mod plugins;
 mod policy_golden;
 mod readers;
+mod replay;
 mod state_store;

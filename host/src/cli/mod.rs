@@ -27,6 +27,7 @@ mod plan;
 mod plugin;
 mod policy;
 mod render;
+mod replay;
 mod repo;
 mod status;
 mod verify;
@@ -72,6 +73,7 @@ enum Command {
     Plugin(plugin::Command),
     Cycle(cycle::Args),
     Verify(verify::Args),
+    Replay(replay::Args),
     Events(events::Args),
     Explain(explain::Args),
     Status(status::Args),
@@ -121,6 +123,7 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Plugin(command) => plugin::run(&workspace()?, command),
         Command::Cycle(args) => cycle::run(&workspace()?, args),
         Command::Verify(args) => verify::run(&workspace()?, args),
+        Command::Replay(args) => replay::run(&workspace()?, args),
         Command::Events(args) => events::run(&workspace()?, args),
         Command::Explain(args) => explain::run(&workspace()?, args),
         Command::Status(args) => status::run(&workspace()?, args),
