@@ -8,10 +8,10 @@
 //! |------|---------|
 //! | 0    | success |
 //! | 1    | internal or I/O error |
-//! | 2    | usage error (bad flags or arguments) |
+//! | 2    | usage error (bad flags or arguments, or an argument the workspace refuses, e.g. `--at` beyond the ledger) |
 //! | 3    | configuration error (policy invalid or missing) |
 //! | 4    | state error (unreadable or newer-format state, workspace exists) |
-//! | 5    | integrity error (the ledger's hash chain does not verify) |
+//! | 5    | integrity error (the ledger's hash chain does not verify; `hermes replay` found a difference) |
 //! | 6    | `hermes plugin test`: a check or fixture case failed |
 //! | 10   | the cycle ran, and some repository is blocked or failed to apply |
 
