@@ -63,6 +63,18 @@ pub struct PluginFailure {
     pub error: String,
 }
 
+impl PluginFailure {
+    /// The failure a call record reports.
+    pub fn of(record: &CallRecord) -> Self {
+        PluginFailure {
+            kind: record.kind,
+            plugin: if record.plugin.is_empty() { record.source.clone() } else { record.plugin.clone() },
+            outcome: record.outcome,
+            error: record.error.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// Everything phase 1 learned about one repository.
 #[derive(Debug, Clone)]
 pub struct Assessment {
@@ -143,7 +155,7 @@ fn select(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path) -> Selection 
         }
     }
     let remotes = select_remotes(ctx, repo, &remote_urls, &mut calls).unwrap_or_else(|record| {
-        plugin_failure = Some(fail(&record));
+        plugin_failure = Some(PluginFailure::of(&record));
         vec![repo.primary_remote().name]
     });
     Selection { remote_urls, route: Route::Fetch(remotes), plugin_failure, calls }
@@ -263,7 +275,7 @@ fn finish(
     );
     match record.output.clone() {
         Some(Value::Array(signals)) => assessment.signals = signals,
-        _ => assessment.plugin_failure = Some(fail(&record)),
+        _ => assessment.plugin_failure = Some(PluginFailure::of(&record)),
     }
     assessment.calls.push(record);
     let could_upgrade = assessment.probe.behind > 0 && assessment.probe.ahead == 0;
@@ -289,7 +301,7 @@ fn finish(
     let record = ctx.plugins.call(PluginKind::RiskScorer, &input, ctx.logical_time, None);
     match record.output.as_ref().map(|o| serde_json::from_value::<Score>(o.clone())) {
         Some(Ok(score)) => assessment.score = Some(score),
-        _ => assessment.plugin_failure = Some(fail(&record)),
+        _ => assessment.plugin_failure = Some(PluginFailure::of(&record)),
     }
     assessment.calls.push(record);
     assessment
@@ -315,15 +327,6 @@ fn remote_urls(repo: &RepoPolicy, path: &Path) -> BTreeMap<String, String> {
 /// The key remote health is kept under: the URL, else `<repo>/<remote>`.
 pub fn health_key(repo: &str, remote: &str, urls: &BTreeMap<String, String>) -> String {
     urls.get(remote).cloned().unwrap_or_else(|| format!("{repo}/{remote}"))
-}
-
-fn fail(record: &CallRecord) -> PluginFailure {
-    PluginFailure {
-        kind: record.kind,
-        plugin: if record.plugin.is_empty() { record.source.clone() } else { record.plugin.clone() },
-        outcome: record.outcome,
-        error: record.error.clone().unwrap_or_default(),
-    }
 }
 
 /// Remote names ranked by the selector plugin; the failing call on error.

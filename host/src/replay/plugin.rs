@@ -604,7 +604,7 @@ impl Replayer<'_> {
             PluginKind::RepoProbe => {
                 if same {
                     if new.outcome != CallOutcome::Ok {
-                        a.plugin_failure = Some(failure(new));
+                        a.plugin_failure = Some(PluginFailure::of(new));
                     }
                     return Ok(a);
                 }
@@ -614,7 +614,7 @@ impl Replayer<'_> {
                 match new.output.clone() {
                     Some(Value::Array(signals)) => a.signals = signals,
                     _ => {
-                        a.plugin_failure = Some(failure(new));
+                        a.plugin_failure = Some(PluginFailure::of(new));
                         return Ok(a);
                     }
                 }
@@ -645,7 +645,7 @@ impl Replayer<'_> {
             PluginKind::FederationSelector => {
                 if same {
                     if new.outcome != CallOutcome::Ok {
-                        a.plugin_failure = Some(failure(new));
+                        a.plugin_failure = Some(PluginFailure::of(new));
                     }
                     return Ok(a);
                 }
@@ -658,7 +658,7 @@ impl Replayer<'_> {
                 a.probe = probe;
                 if new.output.is_none() {
                     // The selector failed: no probe or scorer plugin is called.
-                    a.plugin_failure = Some(failure(new));
+                    a.plugin_failure = Some(PluginFailure::of(new));
                     a.signals = Vec::new();
                     a.score = None;
                     return Ok(a);
@@ -695,21 +695,12 @@ fn apply_score(a: &mut Assessment, record: &CallRecord) {
         }
         _ => {
             a.score = None;
-            a.plugin_failure = Some(failure(record));
+            a.plugin_failure = Some(PluginFailure::of(record));
         }
     }
 }
 
 /// The plugin failure a failed call records (as the cycle's assessment does).
-fn failure(record: &CallRecord) -> PluginFailure {
-    PluginFailure {
-        kind: record.kind,
-        plugin: if record.plugin.is_empty() { record.source.clone() } else { record.plugin.clone() },
-        outcome: record.outcome,
-        error: record.error.clone().unwrap_or_default(),
-    }
-}
-
 /// The recorded assessment of a repository (its `repo-probed` payload).
 fn assessment_of(payload: &Value) -> Result<Assessment, String> {
     let field = |name: &str| payload.get(name).cloned().unwrap_or(Value::Null);
