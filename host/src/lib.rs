@@ -21,6 +21,7 @@ pub mod process;
 pub mod projection;
 pub mod replay;
 pub mod resource;
+pub mod scheduler;
 pub mod state;
 pub mod topology;
 pub mod workspace;

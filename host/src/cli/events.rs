@@ -441,6 +441,31 @@ pub(super) fn summary(event: &HermesEvent) -> String {
         )),
         EventKind::CanaryRun => Some(format!("at {}: {}", short(text(p, "/target")?), command_run(p)?)),
         EventKind::HealthChecked => Some(format!("at {}: {}", short(text(p, "/head")?), command_run(p)?)),
+        EventKind::TickStarted => {
+            let due: Vec<&str> = p.get("due")?.as_array()?.iter().filter_map(|d| d.as_str()).collect();
+            Some(format!(
+                "{}: {} jobs configured, due: {}",
+                text(p, "/trigger")?,
+                number(p, "/configured")?,
+                if due.is_empty() { "none".to_owned() } else { due.join(", ") }
+            ))
+        }
+        EventKind::TickSkipped => Some(match p.get("holder").filter(|h| h.is_object()) {
+            Some(h) => format!(
+                "another tick holds the workspace (pid {} on {}, started {})",
+                number(h, "/pid")?,
+                text(h, "/host")?,
+                text(h, "/started_at")?
+            ),
+            None => "another tick holds the workspace".to_owned(),
+        }),
+        EventKind::TickFinished => {
+            Some(format!("{} jobs run, exit code {}", number(p, "/ran")?, number(p, "/exit_code")?))
+        }
+        EventKind::JobStarted => {
+            Some(format!("{} ({}, {})", text(p, "/kind")?, text(p, "/schedule")?, text(p, "/trigger")?))
+        }
+        EventKind::JobFinished => Some(format!("{}: {}", text(p, "/outcome")?, text(p, "/detail")?)),
         EventKind::RolledBack => {
             let moved = format!("{} -> {}", short(text(p, "/from")?), short(text(p, "/to")?));
             Some(match p.get("ok")?.as_bool()? {

@@ -46,10 +46,21 @@ pub enum Acquired {
 
 /// Takes the lock without waiting and records `holder` in it.
 pub fn try_acquire(state_dir: &Dir, state_path: &Path, holder: &CycleHolder) -> Result<Acquired, StateError> {
-    let path = state_path.join(LOCK_FILE);
+    try_acquire_file(state_dir, state_path, LOCK_FILE, holder)
+}
+
+/// [`try_acquire`] for another lock file of the same design (the tick lock,
+/// `state/.tick.lock`, see [`crate::scheduler`]).
+pub fn try_acquire_file(
+    state_dir: &Dir,
+    state_path: &Path,
+    lock_file: &str,
+    holder: &CycleHolder,
+) -> Result<Acquired, StateError> {
+    let path = state_path.join(lock_file);
     let write_err = |source| StateError::Write { path: path.clone(), source };
     let mut file = state_dir
-        .open_with(LOCK_FILE, OpenOptions::new().read(true).write(true).create(true).truncate(false))
+        .open_with(lock_file, OpenOptions::new().read(true).write(true).create(true).truncate(false))
         .map_err(write_err)?
         .into_std();
     match file.try_lock() {

@@ -527,7 +527,7 @@ fn skip(
 }
 
 /// This host's name, for lease holders.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     sysinfo::System::host_name().unwrap_or_else(|_| "localhost".to_owned())
 }
 

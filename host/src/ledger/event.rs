@@ -147,6 +147,19 @@ event_kinds! {
     HealthChecked = "health-checked",
     /// A repository was rolled back to its recorded HEAD.
     RolledBack = "rolled-back",
+    /// `hermes tick` (or `hermes job run`) took the tick lock (payload:
+    /// trigger, configured jobs, the ids of the due ones).
+    TickStarted = "tick-started",
+    /// A tick did not run because another held the tick lock (payload: the
+    /// holder's pid, host and start time, when known).
+    TickSkipped = "tick-skipped",
+    /// A tick ended (payload: jobs run, outcome counts, exit code).
+    TickFinished = "tick-finished",
+    /// A job started (payload: job id, kind, schedule, trigger, argv).
+    JobStarted = "job-started",
+    /// A job ended (payload: outcome, detail, and for scripts the exit
+    /// code, signal, timeout, duration and bounded output tails).
+    JobFinished = "job-finished",
 }
 
 impl std::fmt::Display for EventKind {

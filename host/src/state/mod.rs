@@ -251,6 +251,8 @@ pub enum ViewName {
     LiveRuntimeControlPlane,
     /// The graph projection at a ledger position, for readers (`projection`).
     GraphCheckpoint,
+    /// Per-job first sighting, last start and last outcome (`scheduler`).
+    SchedulerState,
 }
 
 impl ViewName {
@@ -275,6 +277,7 @@ impl ViewName {
             ViewName::RollbackIntelligence => "rollback_intelligence.json",
             ViewName::LiveRuntimeControlPlane => "live_runtime_control_plane.json",
             ViewName::GraphCheckpoint => "graph_checkpoint.json",
+            ViewName::SchedulerState => "scheduler_state.json",
         }
     }
 
