@@ -20,3 +20,4 @@ mod policy_golden;
 mod readers;
 mod replay;
 mod state_store;
+mod tick;

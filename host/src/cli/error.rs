@@ -45,6 +45,9 @@ pub enum ExitStatus {
     PluginTestFailed,
     /// 10: the cycle ran, and some repository is blocked or failed.
     Attention,
+    /// 11: `hermes tick` / `hermes job run`: a job failed, timed out, was
+    /// refused by the preflight or could not run.
+    JobFailed,
 }
 
 impl ExitStatus {
@@ -53,6 +56,7 @@ impl ExitStatus {
             ExitStatus::Success => 0,
             ExitStatus::PluginTestFailed => 6,
             ExitStatus::Attention => 10,
+            ExitStatus::JobFailed => 11,
         })
     }
 }
@@ -132,6 +136,28 @@ impl From<crate::projection::checkpoint::ProjectionError> for CliError {
             crate::projection::checkpoint::ProjectionError::Ledger(e) => e.into(),
             crate::projection::checkpoint::ProjectionError::State(e) => e.into(),
         }
+    }
+}
+
+impl From<crate::scheduler::TickError> for CliError {
+    fn from(e: crate::scheduler::TickError) -> Self {
+        use crate::scheduler::{TickError, jobs::JobsError};
+        match e {
+            TickError::Jobs(e @ JobsError::Invalid { .. }) => CliError::new(ErrorKind::Config, e.to_string())
+                .hint("the jobs format is described in docs/scheduler.md; list the jobs with `hermes job list`"),
+            TickError::Jobs(e) => CliError::new(ErrorKind::Config, e.to_string()).hint("check the file's permissions"),
+            TickError::State(e) => e.into(),
+            TickError::Ledger(e) => e.into(),
+            TickError::UnknownJob(_) => {
+                CliError::new(ErrorKind::Usage, e.to_string()).hint("list the jobs with `hermes job list`")
+            }
+        }
+    }
+}
+
+impl From<crate::scheduler::jobs::JobsError> for CliError {
+    fn from(e: crate::scheduler::jobs::JobsError) -> Self {
+        crate::scheduler::TickError::Jobs(e).into()
     }
 }
 

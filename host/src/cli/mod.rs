@@ -13,7 +13,11 @@
 //! | 4    | state error (unreadable or newer-format state, workspace exists) |
 //! | 5    | integrity error (the ledger's hash chain does not verify; `hermes replay` found a difference) |
 //! | 6    | `hermes plugin test`: a check or fixture case failed |
-//! | 10   | the cycle ran, and some repository is blocked or failed to apply |
+//! | 10   | the cycle ran, and some repository is blocked or failed to apply (also `hermes tick` / `hermes job run` when an upgrade-cycle job ended so) |
+//! | 11   | `hermes tick` / `hermes job run`: a job failed (non-zero exit or signal), timed out, was refused by the script preflight or could not run |
+//!
+//! `hermes tick` exits with the worst outcome of the jobs it ran (11 over
+//! 10 over 0); a tick that found another tick running exits 0.
 
 mod cycle;
 mod demo;
@@ -22,6 +26,7 @@ mod events;
 mod explain;
 mod graph;
 mod init;
+mod job;
 mod metrics;
 mod plan;
 mod plugin;
@@ -30,6 +35,7 @@ mod render;
 mod replay;
 mod repo;
 mod status;
+mod tick;
 mod verify;
 
 pub use error::{CliError, ErrorKind, ExitStatus};
@@ -80,6 +86,9 @@ enum Command {
     Graph(graph::Args),
     Metrics(metrics::Args),
     Demo(demo::Args),
+    Tick(tick::Args),
+    #[command(subcommand)]
+    Job(job::Command),
 }
 
 /// Entry point of the binary.
@@ -130,6 +139,8 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Graph(args) => graph::run(&workspace()?, args),
         Command::Metrics(args) => metrics::run(&workspace()?, args),
         Command::Demo(args) => demo::run(args),
+        Command::Tick(args) => tick::run(&workspace()?, args),
+        Command::Job(command) => job::run(&workspace()?, command),
     }
 }
 
