@@ -58,7 +58,9 @@ fn synthetic(i: u64) -> (EventKind, String, Value) {
             repo.clone(),
             json!({ "repo": repo, "outcome": "upgraded", "reason_code": "behind-upstream", "reason": "fast-forwarded 2 commits", "head_after": head }),
         ),
-        16..=18 => (EventKind::LeaseReleased, REPOS[((i - 6) % 8) as usize].to_owned(), json!({ "fencing_token": i - 6 })),
+        16..=18 => {
+            (EventKind::LeaseReleased, REPOS[((i - 6) % 8) as usize].to_owned(), json!({ "fencing_token": i - 6 }))
+        }
         _ => (
             EventKind::CycleFinished,
             "cycle".into(),

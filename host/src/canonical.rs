@@ -28,7 +28,9 @@ pub fn to_canonical_string(value: &Value) -> String {
 pub fn to_canonical_bytes_without(value: &Value, skip: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     match value {
-        Value::Object(map) => write_entries(sorted_entries(map).into_iter().filter(|(k, _)| k.as_str() != skip), &mut out),
+        Value::Object(map) => {
+            write_entries(sorted_entries(map).into_iter().filter(|(k, _)| k.as_str() != skip), &mut out)
+        }
         other => write_value(other, &mut out),
     }
     out
