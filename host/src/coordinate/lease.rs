@@ -200,15 +200,12 @@ impl<'s> LeaseManager<'s> {
         now: DateTime<Utc>,
         ledger_head: &LedgerHead,
     ) -> Result<Lease, CoordError> {
-        let _lock = self.lock()?;
-        let mut table = self.load()?;
-        self.fence(&table, key, token, now)?;
-        let expires = add_secs(now, self.ttl_secs)?;
-        let lease = table.leases.get_mut(key).expect("fence checked the lease exists");
-        self.extend(lease, now, expires);
-        let lease = lease.clone();
-        self.save(&table, now, ledger_head)?;
-        Ok(lease)
+        self.fenced(key, token, now, ledger_head, |leases| {
+            let expires = add_secs(now, self.ttl_secs)?;
+            let lease = leases.get_mut(key).expect("fence checked the lease exists");
+            self.extend(lease, now, expires);
+            Ok(lease.clone())
+        })
     }
 
     /// Releases the caller's active lease on `key`; returns it as it was.
@@ -219,12 +216,27 @@ impl<'s> LeaseManager<'s> {
         now: DateTime<Utc>,
         ledger_head: &LedgerHead,
     ) -> Result<Lease, CoordError> {
+        self.fenced(key, token, now, ledger_head, |leases| {
+            Ok(leases.remove(key).expect("fence checked the lease exists"))
+        })
+    }
+
+    /// Under the table lock: checks the caller's fence on `key`, applies
+    /// `change` to the leases and saves the table.
+    fn fenced<R>(
+        &self,
+        key: &str,
+        token: u64,
+        now: DateTime<Utc>,
+        ledger_head: &LedgerHead,
+        change: impl FnOnce(&mut BTreeMap<String, Lease>) -> Result<R, CoordError>,
+    ) -> Result<R, CoordError> {
         let _lock = self.lock()?;
         let mut table = self.load()?;
         self.fence(&table, key, token, now)?;
-        let lease = table.leases.remove(key).expect("fence checked the lease exists");
+        let result = change(&mut table.leases)?;
         self.save(&table, now, ledger_head)?;
-        Ok(lease)
+        Ok(result)
     }
 
     /// Succeeds if `token` is the token of the caller's active lease on
