@@ -6,6 +6,7 @@ mod common;
 
 mod checks;
 mod concurrency;
+mod cron;
 
 mod cycle;
 mod demo;

@@ -294,3 +294,38 @@ fn an_upgrade_cycle_job_runs_the_cycle() {
     assert_eq!(env.head("core"), upstream);
     assert_eq!(events_of(&env, "job-finished")[0]["payload"]["cycle_tick"], run["cycle_tick"]);
 }
+
+#[test]
+fn status_and_job_list_name_the_next_due_job() {
+    let env = TestEnv::init_cold();
+    let status = hermes_at(&env, "2026-11-25T10:20:00Z", &["status", "--json"]);
+    assert_eq!(status.assert_status(0).json()["next_job"], Value::Null);
+    let text = hermes_at(&env, "2026-11-25T10:20:00Z", &["status"]).stdout;
+    assert!(text.contains("next job: none scheduled"), "{text}");
+    write_jobs(
+        &env,
+        json!([
+            { "id": "nightly", "schedule": "@daily", "kind": "script", "path": "scripts/n.sh" },
+            { "id": "hourly", "schedule": "0 * * jan-dec mon-sat,sun", "kind": "upgrade-cycle" },
+            { "id": "off", "schedule": "1m", "kind": "upgrade-cycle", "enabled": false },
+        ]),
+    );
+    // A tick at 10:20 sees both jobs first; neither has a slot before 11:00.
+    hermes_at(&env, "2026-11-25T10:20:00Z", &["tick"]).assert_status(0);
+    let status = hermes_at(&env, "2026-11-25T10:30:00Z", &["status", "--json"]).json();
+    assert_eq!(status["next_job"], json!({ "id": "hourly", "at": "2026-11-25T11:00:00Z", "due_now": false }));
+    let text = hermes_at(&env, "2026-11-25T10:30:00Z", &["status"]).stdout;
+    assert!(text.contains("next job: hourly (2026-11-25T11:00:00Z)"), "{text}");
+    let listed = hermes_at(&env, "2026-11-25T11:05:00Z", &["job", "list", "--json"]).json();
+    let next: Vec<Value> = listed["jobs"].as_array().unwrap().iter().map(|j| j["next_run"].clone()).collect();
+    assert_eq!(
+        next,
+        vec![
+            json!({ "id": "nightly", "at": "2026-11-26T00:00:00Z", "due_now": false }),
+            json!({ "id": "hourly", "at": "2026-11-25T11:05:00Z", "due_now": true }),
+            Value::Null,
+        ]
+    );
+    let text = hermes_at(&env, "2026-11-25T11:05:00Z", &["job", "list"]).stdout;
+    assert!(text.contains("NEXT RUN") && text.contains("due now"), "{text}");
+}

@@ -1,11 +1,14 @@
 //! `hermes job list|add|remove|run`: the jobs of config/jobs.json.
 
+use super::render::table;
 use super::{CliError, ErrorKind, ExitStatus, print_json};
+use crate::clock::Clock;
 use crate::scheduler::jobs::{self, Job, JobKind};
-use crate::scheduler::{SchedulerState, Selection};
-use crate::state::{StateStore, ViewName};
+use crate::scheduler::{self, NextRun, SchedulerState, Selection};
+use crate::state::StateStore;
 use crate::workspace::Workspace;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -72,7 +75,10 @@ pub fn run(workspace: &Workspace, command: Command) -> Result<ExitStatus, CliErr
             println!("removed job {id}");
             Ok(ExitStatus::Success)
         }
-        Command::Run { id, json } => super::tick::run_selection(workspace, Selection::Now(id), json),
+        Command::Run { id, json } => {
+            let output = if json { super::tick::Output::Json } else { super::tick::Output::Text };
+            super::tick::run_selection(workspace, Selection::Now(id), output)
+        }
     }
 }
 
@@ -103,16 +109,14 @@ fn add(workspace: &Workspace, args: AddArgs) -> Result<ExitStatus, CliError> {
 
 fn list(workspace: &Workspace, json: bool) -> Result<ExitStatus, CliError> {
     let config = jobs::load(workspace.home())?;
-    let state: SchedulerState = if workspace.state_dir().is_dir() {
-        StateStore::open(&workspace.state_dir())?
-            .read::<SchedulerState>(ViewName::SchedulerState)
-            .ok()
-            .flatten()
-            .map(|e| e.data)
-            .unwrap_or_default()
+    let state = if workspace.state_dir().is_dir() {
+        scheduler::saved_state(&StateStore::open(&workspace.state_dir())?)
     } else {
         SchedulerState::default()
     };
+    let clock = Clock::from_env().map_err(|e| CliError::new(ErrorKind::Config, e))?;
+    let next: BTreeMap<String, NextRun> =
+        scheduler::next_runs(&config, &state, clock.now()).into_iter().map(|run| (run.id.clone(), run)).collect();
     if json {
         let rows: Vec<_> = config
             .jobs
@@ -120,6 +124,7 @@ fn list(workspace: &Workspace, json: bool) -> Result<ExitStatus, CliError> {
             .map(|job| {
                 let mut row = serde_json::to_value(job).unwrap_or_default();
                 row["state"] = json!(state.jobs.get(&job.id));
+                row["next_run"] = json!(next.get(&job.id));
                 row
             })
             .collect();
@@ -130,18 +135,31 @@ fn list(workspace: &Workspace, json: bool) -> Result<ExitStatus, CliError> {
         println!("no jobs in {}", jobs::jobs_path(workspace.home()).display());
         return Ok(ExitStatus::Success);
     }
-    println!("{:<24} {:<14} {:<16} {:<8} {:<25} LAST OUTCOME", "ID", "KIND", "SCHEDULE", "ENABLED", "LAST STARTED");
-    for job in &config.jobs {
-        let entry = state.jobs.get(&job.id);
-        println!(
-            "{:<24} {:<14} {:<16} {:<8} {:<25} {}",
-            job.id,
-            job.kind.as_str(),
-            job.schedule,
-            if job.enabled { "yes" } else { "no" },
-            entry.and_then(|e| e.last_started.as_deref()).unwrap_or("-"),
-            entry.and_then(|e| e.last_outcome).map_or("-", |o| o.as_str()),
-        );
-    }
+    let rows: Vec<[String; 7]> = config
+        .jobs
+        .iter()
+        .map(|job| {
+            let entry = state.jobs.get(&job.id);
+            [
+                job.id.clone(),
+                job.kind.as_str().to_owned(),
+                job.schedule.clone(),
+                if job.enabled { "yes" } else { "no" }.to_owned(),
+                entry.and_then(|e| e.last_started.clone()).unwrap_or_else(|| "-".into()),
+                entry.and_then(|e| e.last_outcome).map_or("-", |o| o.as_str()).to_owned(),
+                next.get(&job.id).map_or("-".into(), describe_next),
+            ]
+        })
+        .collect();
+    print!("{}", table(["ID", "KIND", "SCHEDULE", "ENABLED", "LAST STARTED", "LAST OUTCOME", "NEXT RUN"], &rows));
     Ok(ExitStatus::Success)
+}
+
+/// A job's next run in one cell: its time, `due now`, or `no slot within a year`.
+pub(super) fn describe_next(run: &NextRun) -> String {
+    match (&run.at, run.due_now) {
+        (_, true) => "due now".to_owned(),
+        (Some(at), false) => at.clone(),
+        (None, false) => "no slot within a year".to_owned(),
+    }
 }

@@ -19,6 +19,7 @@
 //! `hermes tick` exits with the worst outcome of the jobs it ran (11 over
 //! 10 over 0); a tick that found another tick running exits 0.
 
+mod cron;
 mod cycle;
 mod demo;
 mod error;
@@ -89,6 +90,8 @@ enum Command {
     Tick(tick::Args),
     #[command(subcommand)]
     Job(job::Command),
+    #[command(subcommand)]
+    Cron(cron::Command),
 }
 
 /// Entry point of the binary.
@@ -141,6 +144,7 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Demo(args) => demo::run(args),
         Command::Tick(args) => tick::run(&workspace()?, args),
         Command::Job(command) => job::run(&workspace()?, command),
+        Command::Cron(command) => cron::run(&workspace()?, command),
     }
 }
 

@@ -1,14 +1,16 @@
 //! `hermes status`: one screen on the workspace, projected from the ledger.
 
 use super::render::{short, table};
-use super::{CliError, ExitStatus, print_json};
+use super::{CliError, ErrorKind, ExitStatus, print_json};
+use crate::clock::Clock;
 use crate::projection::checkpoint::{self, Projection};
+use crate::scheduler::{self, NextRun, jobs};
 use crate::state::ViewName;
 use crate::workspace::Workspace;
 use serde_json::{Value, json};
 
 /// Show the last cycle, each repository's HEAD, last decision and outcome,
-/// active leases and the last integrity gate. Reads the graph projection
+/// active leases, the last integrity gate and the next due job. Reads the graph projection
 /// from its checkpoint plus the events appended since (cost independent of
 /// the ledger's length); `hermes verify` checks the whole chain.
 #[derive(Debug, clap::Args)]
@@ -22,15 +24,18 @@ pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
     let store = super::open_state(workspace)?;
     let projection = checkpoint::project(&store)?;
     let live = store.read::<Value>(ViewName::LiveRuntimeControlPlane).ok().flatten().map(|e| e.data);
+    let clock = Clock::from_env().map_err(|e| CliError::new(ErrorKind::Config, e))?;
+    let jobs = jobs::load(workspace.home())?;
+    let next = scheduler::next_runs(&jobs, &scheduler::saved_state(&store), clock.now()).into_iter().next();
     if args.json {
-        print_json(&status_json(&projection, live))?;
+        print_json(&status_json(&projection, live, next.as_ref()))?;
     } else {
-        print!("{}", status_text(&projection, live.as_ref()));
+        print!("{}", status_text(&projection, live.as_ref(), next.as_ref()));
     }
     Ok(ExitStatus::Success)
 }
 
-fn status_json(projection: &Projection, live: Option<Value>) -> Value {
+fn status_json(projection: &Projection, live: Option<Value>, next: Option<&NextRun>) -> Value {
     let s = &projection.snapshot;
     json!({
         "ledger_head": { "seq": s.seq, "hash": s.hash },
@@ -40,7 +45,7 @@ fn status_json(projection: &Projection, live: Option<Value>) -> Value {
         "repos": s.repos,
         "leases": s.leases,
         "jobs": s.jobs,
-        "next_job": Value::Null,
+        "next_job": next,
         "live": live,
         "projection": {
             "resumed_at": projection.resumed_at,
@@ -50,7 +55,7 @@ fn status_json(projection: &Projection, live: Option<Value>) -> Value {
     })
 }
 
-fn status_text(projection: &Projection, live: Option<&Value>) -> String {
+fn status_text(projection: &Projection, live: Option<&Value>, next: Option<&NextRun>) -> String {
     let s = &projection.snapshot;
     let mut out = String::new();
     match &s.last_tick {
@@ -104,6 +109,9 @@ fn status_text(projection: &Projection, live: Option<&Value>) -> String {
             .collect();
         out.push_str(&format!("\nactive leases: {}\n", leases.join(", ")));
     }
-    out.push_str(&format!("\nnext job: none scheduled\nledger head {} {}\n", s.seq, short(Some(&s.hash))));
+    let next = next.map_or("none scheduled (no enabled job in config/jobs.json)".to_owned(), |run| {
+        format!("{} ({})", run.id, super::job::describe_next(run))
+    });
+    out.push_str(&format!("\nnext job: {next}\nledger head {} {}\n", s.seq, short(Some(&s.hash))));
     out
 }

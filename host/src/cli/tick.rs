@@ -14,21 +14,44 @@ pub struct Args {
     /// Print the tick report as JSON
     #[arg(long)]
     json: bool,
+    /// Print nothing when no job ran (for cron, whose output is logged or mailed)
+    #[arg(long, short, conflicts_with = "json")]
+    quiet: bool,
 }
 
 pub fn run(workspace: &Workspace, args: Args) -> Result<ExitStatus, CliError> {
-    run_selection(workspace, Selection::Due, args.json)
+    let output = if args.json {
+        Output::Json
+    } else if args.quiet {
+        Output::Quiet
+    } else {
+        Output::Text
+    };
+    run_selection(workspace, Selection::Due, output)
+}
+
+/// How a tick's report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Output {
+    Text,
+    /// Text, but nothing when no job ran.
+    Quiet,
+    Json,
 }
 
 /// Runs a tick over `selection` and prints its report (shared with `hermes job run`).
-pub(super) fn run_selection(workspace: &Workspace, selection: Selection, json: bool) -> Result<ExitStatus, CliError> {
+pub(super) fn run_selection(
+    workspace: &Workspace,
+    selection: Selection,
+    output: Output,
+) -> Result<ExitStatus, CliError> {
     let clock = Clock::from_env().map_err(|e| CliError::new(ErrorKind::Config, e))?;
     super::open_state(workspace)?;
     let report = scheduler::tick(workspace, clock, selection, &progress())?;
-    if json {
-        print_json(&report)?;
-    } else {
-        print!("{}", render(&report));
+    match output {
+        Output::Json => print_json(&report)?,
+        Output::Quiet if report.jobs.is_empty() => {}
+        Output::Text | Output::Quiet => print!("{}", render(&report)),
     }
     Ok(match report.exit_code {
         0 => ExitStatus::Success,

@@ -255,7 +255,7 @@ mod tests {
     fn errors_name_the_file_the_field_and_the_expectation() {
         assert_eq!(
             err(r#"{"format_version":1,"jobs":[{"id":"a","schedule":"soon","kind":"upgrade-cycle"}]}"#),
-            "invalid jobs file /h/config/jobs.json\n  at jobs[0].schedule: \"soon\" is not a schedule; expected a 5-field cron expression (e.g. \"*/15 * * * *\") or an interval (e.g. \"15m\", \"1h\", \"1d\")"
+            "invalid jobs file /h/config/jobs.json\n  at jobs[0].schedule: \"soon\" is not a schedule; expected a 5-field cron expression (e.g. \"*/15 * * * *\"), a macro (@hourly, @daily, @weekly, @monthly, @yearly) or an interval (e.g. \"15m\", \"1h\", \"1d\")"
         );
         assert!(err(r#"{"format_version":2}"#).contains("at format_version: unsupported format version 2; expected 1"));
         assert!(

@@ -18,6 +18,7 @@
 //! 4. Record `tick-finished`; the exit code is the worst job outcome
 //!    ([`JobOutcome::exit_code`]).
 
+pub mod install;
 pub mod jobs;
 pub mod schedule;
 
@@ -286,12 +287,62 @@ pub fn tick(
 }
 
 fn is_due(job: &Job, state: &SchedulerState, now: DateTime<Utc>) -> bool {
-    let Ok(schedule) = Schedule::parse(&job.schedule) else { return false };
+    job_timing(job, state, now).is_some_and(|(schedule, last, first_seen)| schedule.is_due(last, first_seen, now))
+}
+
+/// When an enabled job next runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NextRun {
+    pub id: String,
+    /// RFC 3339; `None` when the schedule has no slot within a year.
+    pub at: Option<String>,
+    /// Whether the next tick would run it.
+    pub due_now: bool,
+}
+
+/// When each enabled job of `config` next runs as seen at `now`, soonest
+/// first (ties in file order); jobs with no slot within a year come last.
+pub fn next_runs(config: &JobsConfig, state: &SchedulerState, now: DateTime<Utc>) -> Vec<NextRun> {
+    let mut runs: Vec<(Option<DateTime<Utc>>, NextRun)> = config
+        .jobs
+        .iter()
+        .filter(|job| job.enabled)
+        .filter_map(|job| {
+            let (schedule, last, first_seen) = job_timing(job, state, now)?;
+            let at = schedule.next_due(last, first_seen, now);
+            let run = NextRun {
+                id: job.id.clone(),
+                at: at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                due_now: at == Some(now),
+            };
+            Some((at, run))
+        })
+        .collect();
+    runs.sort_by_key(|(at, _)| (at.is_none(), *at));
+    runs.into_iter().map(|(_, run)| run).collect()
+}
+
+/// A job's schedule, last start and first sighting (now, for a job no tick
+/// has seen yet); `None` for a schedule that does not parse (validation
+/// refuses those before a tick runs).
+fn job_timing(
+    job: &Job,
+    state: &SchedulerState,
+    now: DateTime<Utc>,
+) -> Option<(Schedule, Option<DateTime<Utc>>, DateTime<Utc>)> {
+    let schedule = Schedule::parse(&job.schedule).ok()?;
     let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&Utc));
     let entry = state.jobs.get(&job.id);
     let first_seen = entry.and_then(|e| parse(&e.first_seen)).unwrap_or(now);
     let last = entry.and_then(|e| e.last_started.as_deref()).and_then(parse);
-    schedule.is_due(last, first_seen, now)
+    Some((schedule, last, first_seen))
+}
+
+/// The scheduler view as readers see it (`hermes job list`, `hermes
+/// status`): a missing or unreadable one reads as empty (the next tick
+/// rebuilds it from the ledger).
+pub fn saved_state(store: &StateStore) -> SchedulerState {
+    store.read::<SchedulerState>(ViewName::SchedulerState).ok().flatten().map(|e| e.data).unwrap_or_default()
 }
 
 /// Reads the scheduler view; a missing or corrupt one is rebuilt from the

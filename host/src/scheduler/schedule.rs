@@ -1,17 +1,33 @@
 //! Job schedules: a 5-field cron expression or a fixed interval.
 //!
 //! Cron expressions are evaluated in UTC, minute by minute: `minute hour
-//! day-of-month month day-of-week`, each field `*`, a number, a range `a-b`,
-//! a step `*/n`, `a-b/n` or `a/n`, or a comma-separated list of those
-//! (numbers only; day-of-week 0-7 with 0 and 7 both Sunday). As in classic
-//! cron, when both day fields are restricted a day matching either counts.
+//! day-of-month month day-of-week`, each field `*`, a value, a range `a-b`,
+//! a step `*/n`, `a-b/n` or `a/n`, or a comma-separated list of those.
+//! Months may be named (`jan`-`dec`), weekdays too (`sun`-`sat`; as numbers
+//! 0-7 with 0 and 7 both Sunday), in any case. As in classic cron, when both
+//! day fields are restricted a day matching either counts. The macros
+//! `@hourly`, `@daily` (`@midnight`), `@weekly`, `@monthly` and `@yearly`
+//! (`@annually`) stand for their 5-field forms.
 //! Intervals are a positive number followed by `m`, `h` or `d` (`15m`, `1h`).
 
 use chrono::{DateTime, Datelike, Duration, DurationRound, Timelike, Utc};
 
 /// What the schedule field of a job must look like (for error messages).
-pub const EXPECTED: &str =
-    "expected a 5-field cron expression (e.g. \"*/15 * * * *\") or an interval (e.g. \"15m\", \"1h\", \"1d\")";
+pub const EXPECTED: &str = "expected a 5-field cron expression (e.g. \"*/15 * * * *\"), a macro (@hourly, @daily, @weekly, @monthly, @yearly) or an interval (e.g. \"15m\", \"1h\", \"1d\")";
+
+/// The cron macros and the expressions they stand for.
+const MACROS: [(&str, &str); 7] = [
+    ("@hourly", "0 * * * *"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@monthly", "0 0 1 * *"),
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+];
+
+const MONTH_NAMES: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const WEEKDAY_NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 /// How far back a cron expression is searched for a slot (a year and a day).
 const SEARCH_MINUTES: i64 = 366 * 24 * 60;
@@ -40,6 +56,13 @@ impl Schedule {
     /// Parses a schedule; the error says what is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
+        if text.starts_with('@') {
+            let lower = text.to_ascii_lowercase();
+            return match MACROS.iter().find(|(name, _)| *name == lower) {
+                Some((_, expr)) => Schedule::parse(expr),
+                None => Err(format!("{text:?} is not a known macro; {EXPECTED}")),
+            };
+        }
         let fields: Vec<&str> = text.split_whitespace().collect();
         if fields.len() == 5 {
             return Cron::parse(&fields).map(Schedule::Cron);
@@ -80,15 +103,37 @@ impl Schedule {
             }
         }
     }
+
+    /// When a job with this schedule is next due, at or after `now`: `now`
+    /// itself when it is due already, else its next slot (cron: the next
+    /// matching minute within a year and a day; `None` when there is none).
+    pub fn next_due(
+        &self,
+        last_run: Option<DateTime<Utc>>,
+        first_seen: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if self.is_due(last_run, first_seen, now) {
+            return Some(now);
+        }
+        match (self, last_run) {
+            (Schedule::Every(secs), Some(last)) => {
+                Some(last + Duration::seconds(i64::try_from(*secs).unwrap_or(i64::MAX / 2_000)))
+            }
+            (Schedule::Every(_), None) => Some(now),
+            (Schedule::Cron(cron), _) => cron.next_slot(now),
+        }
+    }
 }
 
 impl Cron {
     fn parse(fields: &[&str]) -> Result<Self, String> {
         let names = ["minute", "hour", "day-of-month", "month", "day-of-week"];
         let ranges = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
+        let names_of: [&[&str]; 5] = [&[], &[], &[], &MONTH_NAMES, &WEEKDAY_NAMES];
         let mut bits = [0u64; 5];
         for i in 0..5 {
-            bits[i] = parse_field(fields[i], ranges[i].0, ranges[i].1)
+            bits[i] = parse_field(fields[i], ranges[i].0, ranges[i].1, names_of[i])
                 .map_err(|e| format!("{} field {:?}: {e}; {EXPECTED}", names[i], fields[i]))?;
         }
         let mut weekdays = bits[4];
@@ -118,6 +163,19 @@ impl Cron {
         has(self.minutes, t.minute()) && has(self.hours, t.hour()) && has(self.months, t.month()) && day_ok
     }
 
+    /// The first slot (a whole minute) strictly after `after`, within a year
+    /// and a day.
+    pub fn next_slot(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut minute = after.duration_trunc(Duration::minutes(1)).ok()? + Duration::minutes(1);
+        for _ in 0..SEARCH_MINUTES {
+            if self.matches(minute) {
+                return Some(minute);
+            }
+            minute += Duration::minutes(1);
+        }
+        None
+    }
+
     /// The latest slot (a whole minute) in `(after, upto]`, if any.
     pub fn latest_slot(&self, after: DateTime<Utc>, upto: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut minute = upto.duration_trunc(Duration::minutes(1)).ok()?;
@@ -134,7 +192,9 @@ impl Cron {
     }
 }
 
-fn parse_field(field: &str, min: u32, max: u32) -> Result<u64, String> {
+/// Parses one field into a bit set; `names` are the field's value names in
+/// order from `min` (months from 1, weekdays from 0), matched in any case.
+fn parse_field(field: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, String> {
     let mut bits = 0u64;
     for item in field.split(',') {
         let (range, step) = match item.split_once('/') {
@@ -148,7 +208,12 @@ fn parse_field(field: &str, min: u32, max: u32) -> Result<u64, String> {
             None => (item, 1),
         };
         let number = |s: &str| -> Result<u32, String> {
-            let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+            let named = names.iter().position(|name| name.eq_ignore_ascii_case(s));
+            let n: u32 = match named {
+                Some(i) => min + u32::try_from(i).unwrap_or(0),
+                None if names.is_empty() => s.parse().map_err(|_| format!("{s:?} is not a number"))?,
+                None => s.parse().map_err(|_| format!("{s:?} is neither a number nor one of {}", names.join(", ")))?,
+            };
             if n < min || n > max {
                 return Err(format!("{n} is out of range {min}-{max}"));
             }
@@ -208,6 +273,39 @@ mod tests {
         assert!(c.matches(t("2026-12-01T00:00:00Z")), "the 1st, either day field");
         let Schedule::Cron(c) = Schedule::parse("0 0 * * 7").unwrap() else { panic!() };
         assert!(c.matches(t("2026-11-29T00:00:00Z")), "7 is Sunday");
+    }
+
+    #[test]
+    fn macros_and_names_stand_for_their_numbers() {
+        assert_eq!(Schedule::parse("@hourly"), Schedule::parse("0 * * * *"));
+        assert_eq!(Schedule::parse("@DAILY"), Schedule::parse("0 0 * * *"));
+        assert_eq!(Schedule::parse("@midnight"), Schedule::parse("0 0 * * *"));
+        assert_eq!(Schedule::parse("@weekly"), Schedule::parse("0 0 * * 0"));
+        assert_eq!(Schedule::parse("@monthly"), Schedule::parse("0 0 1 * *"));
+        assert_eq!(Schedule::parse("@annually"), Schedule::parse("0 0 1 1 *"));
+        assert_eq!(Schedule::parse("0 9 * jan-Mar MON-fri"), Schedule::parse("0 9 * 1-3 1-5"));
+        assert_eq!(Schedule::parse("0 9 * dec sun,sat"), Schedule::parse("0 9 * 12 0,6"));
+        let e = Schedule::parse("@sometimes").unwrap_err();
+        assert!(e.contains("not a known macro") && e.contains("@hourly"), "{e}");
+        let e = Schedule::parse("0 0 * foo *").unwrap_err();
+        assert!(e.contains("month field") && e.contains("jan, feb"), "{e}");
+        let e = Schedule::parse("mon * * * *").unwrap_err();
+        assert!(e.contains("minute field") && e.contains("is not a number"), "{e}");
+    }
+
+    #[test]
+    fn next_due_is_now_when_due_else_the_next_slot() {
+        let hourly = Schedule::parse("@hourly").unwrap();
+        let seen = t("2026-11-25T09:30:00Z");
+        assert_eq!(hourly.next_due(None, seen, t("2026-11-25T09:40:00Z")), Some(t("2026-11-25T10:00:00Z")));
+        let now = t("2026-11-25T14:30:00Z");
+        assert_eq!(hourly.next_due(None, seen, now), Some(now), "missed slots: due now");
+        assert_eq!(hourly.next_due(Some(now), seen, now), Some(t("2026-11-25T15:00:00Z")));
+        let every = Schedule::parse("15m").unwrap();
+        assert_eq!(every.next_due(None, seen, seen), Some(seen));
+        assert_eq!(every.next_due(Some(seen), seen, seen), Some(t("2026-11-25T09:45:00Z")));
+        let never = Schedule::parse("0 0 31 2 *").unwrap();
+        assert_eq!(never.next_due(None, seen, seen), None);
     }
 
     #[test]
