@@ -11,6 +11,7 @@ pub mod clock;
 pub mod coordinate;
 pub mod cycle;
 pub mod demo;
+pub mod failpoint;
 pub mod federation;
 pub mod fsx;
 pub mod intelligence;
@@ -25,3 +26,6 @@ pub mod scheduler;
 pub mod state;
 pub mod topology;
 pub mod workspace;
+
+#[cfg(test)]
+mod parse_properties;

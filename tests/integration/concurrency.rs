@@ -117,3 +117,95 @@ fn a_broken_telemetry_override_is_caught_before_anything_is_recorded() {
     check.assert_status(3);
     assert!(check.stderr.contains("mem_free_mb"), "{}", check.stderr);
 }
+
+/// Eight processes at once on one workspace, ticks and cycles mixed, over
+/// several rounds of upstream changes: every repository is upgraded exactly
+/// once per change, every process's events are in the ledger, and the
+/// chain verifies.
+#[test]
+fn eight_ticks_and_cycles_at_once_upgrade_each_change_once_and_lose_no_event() {
+    let env = TestEnv::init();
+    let repos = ["alpha", "beta", "gamma", "delta"];
+    for name in repos {
+        env.make_upstream(name);
+        env.add_repo(name, &[]);
+    }
+    std::fs::write(
+        env.home().join("config/jobs.json"),
+        r#"{ "format_version": 1, "jobs": [ { "id": "up", "schedule": "1m", "kind": "upgrade-cycle" } ] }"#,
+    )
+    .unwrap();
+    for round in 0..3 {
+        let targets: Vec<String> =
+            repos.iter().map(|name| env.push_upstream_commit(name, "round.txt", &format!("{round}\n"))).collect();
+        // Each round an hour after the last, so the interval job is due again.
+        let now = format!("2026-11-25T1{round}:00:00Z");
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                let args: &[&str] = if i % 2 == 0 { &["tick", "--json"] } else { &["cycle", "--json"] };
+                let child = env
+                    .command(hermes_bin())
+                    .env("HERMES_NOW", &now)
+                    .args(args)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (args[0], child)
+            })
+            .collect();
+        let mut reports = Vec::new();
+        for (what, child) in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{what} failed ({:?}): {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            reports.push((what, report));
+        }
+        // Whatever ran or skipped: nobody left a change unapplied for long.
+        // A round may end with every runner skipped while another finished;
+        // one more cycle settles it and must find nothing left to do twice.
+        let settle = env
+            .command(hermes_bin())
+            .env("HERMES_NOW", format!("2026-11-25T1{round}:05:00Z"))
+            .args(["cycle", "--json"])
+            .output()
+            .unwrap();
+        assert!(settle.status.success(), "{}", String::from_utf8_lossy(&settle.stderr));
+        for (name, target) in repos.iter().zip(&targets) {
+            assert_eq!(&env.head(name), target, "round {round}: {name} is at the new upstream head");
+        }
+
+        let events = env.ledger_events();
+        for name in repos {
+            let upgrades = events.iter().filter(|e| e["kind"] == "repo-upgraded" && e["subject"] == name).count();
+            assert_eq!(upgrades, round + 1, "{name}: exactly one upgrade per upstream change");
+        }
+        // No lost event: every process's start-or-skip and finish is there.
+        let has = |tick: &Value, kind: &str| events.iter().any(|e| &e["tick"] == tick && e["kind"] == kind);
+        for (what, report) in &reports {
+            let tick = &report["tick"];
+            let (skip, start, finish) = match *what {
+                "tick" => ("tick-skipped", "tick-started", "tick-finished"),
+                _ => ("cycle-skipped", "cycle-started", "cycle-finished"),
+            };
+            if report["skipped"].is_null() {
+                assert!(has(tick, start) && has(tick, finish), "{what} {tick}: its events are in the ledger");
+            } else {
+                assert!(has(tick, skip), "{what} {tick}: its skip is in the ledger");
+            }
+            for job in report["jobs"].as_array().into_iter().flatten() {
+                if let Some(cycle) = job.get("cycle_tick") {
+                    assert!(has(cycle, "cycle-finished") || has(cycle, "cycle-skipped"), "{cycle:?}");
+                }
+            }
+        }
+        let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gap, no duplicate");
+        env.hermes(&["verify"]).assert_status(0);
+    }
+}
