@@ -3,6 +3,7 @@
 //! docs of [`crate::coordinate`] for the rules and the format).
 
 use super::CoordError;
+use crate::failpoint;
 use crate::state::{LedgerHead, StateError, StateStore, ViewName};
 use cap_std::fs::OpenOptions;
 use chrono::{DateTime, Datelike, SecondsFormat, TimeDelta, Utc};
@@ -183,6 +184,7 @@ impl<'s> LeaseManager<'s> {
         if let Acquire::Granted { lease, .. } | Acquire::Renewed { lease } = &outcome {
             table.leases.insert(key.to_owned(), lease.clone());
             self.save(&table, now, ledger_head)?;
+            failpoint::hit(failpoint::LEASE_ACQUIRE_AFTER_WRITE);
         }
         Ok(outcome)
     }
@@ -200,12 +202,14 @@ impl<'s> LeaseManager<'s> {
         now: DateTime<Utc>,
         ledger_head: &LedgerHead,
     ) -> Result<Lease, CoordError> {
-        self.fenced(key, token, now, ledger_head, |leases| {
+        let renewed = self.fenced(key, token, now, ledger_head, |leases| {
             let expires = add_secs(now, self.ttl_secs)?;
             let lease = leases.get_mut(key).expect("fence checked the lease exists");
             self.extend(lease, now, expires);
             Ok(lease.clone())
-        })
+        })?;
+        failpoint::hit(failpoint::LEASE_RENEW_AFTER_WRITE);
+        Ok(renewed)
     }
 
     /// Releases the caller's active lease on `key`; returns it as it was.
@@ -216,9 +220,11 @@ impl<'s> LeaseManager<'s> {
         now: DateTime<Utc>,
         ledger_head: &LedgerHead,
     ) -> Result<Lease, CoordError> {
-        self.fenced(key, token, now, ledger_head, |leases| {
+        let released = self.fenced(key, token, now, ledger_head, |leases| {
             Ok(leases.remove(key).expect("fence checked the lease exists"))
-        })
+        })?;
+        failpoint::hit(failpoint::LEASE_RELEASE_AFTER_WRITE);
+        Ok(released)
     }
 
     /// Under the table lock: checks the caller's fence on `key`, applies

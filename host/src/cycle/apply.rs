@@ -13,6 +13,7 @@
 //! never a lost local change.
 
 use super::probe::{operation_name, worktree_status};
+use crate::failpoint;
 use git2::build::CheckoutBuilder;
 use git2::{Oid, Repository};
 use std::path::Path;
@@ -52,7 +53,8 @@ pub fn fast_forward(
     let repo = Repository::open(path).map_err(|e| refuse(false, "not-a-repository", e.message().to_owned()))?;
     let refname = format!("refs/heads/{branch}");
     check_guards(&repo, &refname, expected_head, target)?;
-    move_branch(&repo, &refname, expected_head, target, reflog, fence)
+    let failpoints = (failpoint::APPLY_AFTER_CHECKOUT, failpoint::APPLY_AFTER_REF_UPDATE);
+    move_branch(&repo, &refname, expected_head, target, reflog, fence, failpoints)
 }
 
 /// Rolls `branch` back from `current` (what Hermes applied) to `previous`,
@@ -81,12 +83,21 @@ pub fn roll_back(
     if dirty > 0 {
         return Err(refuse(false, "dirty-worktree", format!("{dirty} uncommitted changes appeared after the apply")));
     }
-    move_branch(&repo, &refname, current, previous, reflog, fence)
+    move_branch(
+        &repo,
+        &refname,
+        current,
+        previous,
+        reflog,
+        fence,
+        (failpoint::NONE, failpoint::ROLLBACK_AFTER_REF_UPDATE),
+    )
 }
 
 /// Checks out `to` (safe mode: nothing unexpected is overwritten), checks
 /// `fence`, and moves `refname` from `from` to `to` with a compare-and-swap;
-/// on failure puts index and worktree back to HEAD.
+/// on failure puts index and worktree back to HEAD. `failpoints` are hit
+/// after the checkout and after the ref update.
 fn move_branch(
     repo: &Repository,
     refname: &str,
@@ -94,6 +105,7 @@ fn move_branch(
     to: Oid,
     reflog: &str,
     fence: Fence<'_>,
+    failpoints: (&'static str, &'static str),
 ) -> Result<(), ApplyRefusal> {
     let commit = repo
         .find_commit(to)
@@ -104,6 +116,7 @@ fn move_branch(
         restore(repo);
         return Err(refuse(false, "checkout-failed", format!("checkout of {to} failed: {}", e.message())));
     }
+    failpoint::hit(failpoints.0);
     // The last check before the branch moves: is the lease still ours?
     if let Err(why) = fence() {
         restore(repo);
@@ -117,6 +130,7 @@ fn move_branch(
             format!("moving {refname} from {from} to {to} failed: {}", e.message()),
         ));
     }
+    failpoint::hit(failpoints.1);
     Ok(())
 }
 

@@ -26,6 +26,7 @@ use super::plan::{Decision, Plan, Recommendation};
 use super::rollback::RollbackIntelligence;
 use crate::clock::Clock;
 use crate::coordinate::{Lease, LeaseManager};
+use crate::failpoint;
 use crate::ledger::{EventKind, EventLedger, LedgerError};
 use crate::policy::Policy;
 use crate::process::{self, CommandSpec};
@@ -81,6 +82,7 @@ pub fn execute(
                 path: step.store.path_of(ViewName::RollbackIntelligence.file_name()),
                 source: std::io::Error::other(e),
             })?;
+            failpoint::hit(failpoint::ROLLBACK_PLAN_WRITTEN);
         }
         Ok(())
     };
@@ -311,6 +313,7 @@ fn run_canary(
         .map_err(|e| format!("cannot create a canary directory in {}: {e}", tmp_root.display()))?;
     apply::checkout_into(path, target, dir.path())
         .map_err(|e| format!("cannot check out {target} for the canary: {e}"))?;
+    failpoint::hit(failpoint::CANARY_CHECKOUT);
     let run = process::run(
         canary,
         dir.path(),

@@ -143,6 +143,17 @@ const REWRITTEN: [ViewName; 16] = [
 /// from a newer Hermes stops the cycle; a corrupt one is kept aside (and the
 /// fact recorded) so that the cycle writes a fresh one.
 pub fn prepare_views(store: &StateStore, ledger: &mut EventLedger, tick: &str) -> Result<(), FinalizeError> {
+    // Temp files of writers that died before their rename are garbage.
+    let removed = crate::fsx::remove_stale_temps(store.dir())
+        .map_err(|source| StateError::Write { path: store.path_of("."), source })?;
+    if !removed.is_empty() {
+        ledger.append(
+            tick,
+            EventKind::StateViewRebuilt,
+            "state",
+            json!({ "view": "temp files", "why": "stale-temp-files", "removed": removed }),
+        )?;
+    }
     for view in REWRITTEN {
         match store.check(view) {
             Ok(()) if !view.is_history() => {
