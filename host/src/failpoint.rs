@@ -4,6 +4,10 @@
 //! killer would stop it: no destructor, no flush, no lock released by hand.
 //! Release builds compile [`hit`] to nothing and never read the variable.
 //!
+//! `HERMES_FAILPOINT=NAME:N` dies the `N`th time `NAME` is reached (1 when
+//! `:N` is left out), so a test can kill a cycle in the middle of its work
+//! rather than at the first repository.
+//!
 //! Every failpoint is listed in [`ALL`], in pipeline order, so the crash
 //! matrix test (tests/integration/crash.rs) can walk them and prove each
 //! one is reached.
@@ -20,6 +24,7 @@ pub const ALL: &[&str] = &[
     ROLLBACK_PLAN_WRITTEN,
     CANARY_CHECKOUT,
     LEASE_RENEW_AFTER_WRITE,
+    APPLY_DURING_CHECKOUT,
     APPLY_AFTER_CHECKOUT,
     APPLY_AFTER_REF_UPDATE,
     ROLLBACK_AFTER_REF_UPDATE,
@@ -40,6 +45,8 @@ pub const ROLLBACK_PLAN_WRITTEN: &str = "rollback-plan-written";
 pub const CANARY_CHECKOUT: &str = "canary-checkout";
 /// The lease was renewed (after the canary) and the table written.
 pub const LEASE_RENEW_AFTER_WRITE: &str = "lease-renew-after-write";
+/// The apply's checkout has written its first file; the index is not updated.
+pub const APPLY_DURING_CHECKOUT: &str = "apply-during-checkout";
 /// Index and worktree are at the target; the branch still at the old HEAD.
 pub const APPLY_AFTER_CHECKOUT: &str = "apply-after-checkout";
 /// The branch moved to the target; nothing recorded yet.
@@ -56,27 +63,24 @@ pub const NONE: &str = "";
 /// Dies here when `HERMES_FAILPOINT` names `name` (test builds only).
 #[inline]
 pub fn hit(name: &'static str) {
-    #[cfg(debug_assertions)]
-    {
-        if armed() == Some(name) {
-            tracing::warn!(failpoint = name, "failpoint reached: killing this process");
-            // SAFETY: kill(2) on our own pid with SIGKILL; it does not return.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
+    if reached(name) {
+        die(name);
     }
-    #[cfg(not(debug_assertions))]
-    let _ = name;
 }
 
-/// Whether `name` is the armed failpoint (for failpoints that must do
-/// something before dying, such as writing half a line).
+/// Counts one passage through `name` and says whether the process must die
+/// here now (for failpoints that must do something first, such as writing
+/// half a line, before they call [`die`]). Always `false` in release builds.
 #[inline]
-pub fn armed_is(name: &'static str) -> bool {
+pub fn reached(name: &'static str) -> bool {
     #[cfg(debug_assertions)]
     {
-        armed() == Some(name)
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static PASSED: AtomicU64 = AtomicU64::new(0);
+        match armed() {
+            Some((armed, nth)) if armed == name => PASSED.fetch_add(1, Ordering::SeqCst) + 1 == nth,
+            _ => false,
+        }
     }
     #[cfg(not(debug_assertions))]
     {
@@ -85,11 +89,25 @@ pub fn armed_is(name: &'static str) -> bool {
     }
 }
 
+/// Kills this process with SIGKILL, as a power cut would stop it.
+pub fn die(name: &'static str) {
+    tracing::warn!(failpoint = name, "failpoint reached: killing this process");
+    // SAFETY: kill(2) on our own pid with SIGKILL; it does not return.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}
+
+/// The armed failpoint and the passage (1-based) to die at.
 #[cfg(debug_assertions)]
-fn armed() -> Option<&'static str> {
-    static ARMED: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+fn armed() -> Option<(&'static str, u64)> {
+    static ARMED: std::sync::OnceLock<Option<(&'static str, u64)>> = std::sync::OnceLock::new();
     *ARMED.get_or_init(|| {
         let wanted = std::env::var(ENV).ok()?;
-        ALL.iter().copied().find(|name| *name == wanted)
+        let (wanted, nth) = match wanted.split_once(':') {
+            Some((name, nth)) => (name.to_owned(), nth.parse().ok().filter(|n| *n > 0)?),
+            None => (wanted, 1),
+        };
+        ALL.iter().copied().find(|name| *name == wanted).map(|name| (name, nth))
     })
 }

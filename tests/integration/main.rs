@@ -6,8 +6,8 @@ mod common;
 
 mod checks;
 mod concurrency;
+mod crash;
 mod cron;
-
 mod cycle;
 mod demo;
 mod federation;

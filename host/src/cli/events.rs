@@ -473,6 +473,18 @@ pub(super) fn summary(event: &HermesEvent) -> String {
                 false => format!("{moved}: FAILED: {}", text(p, "/error").unwrap_or("")),
             })
         }
+        EventKind::ApplyRecovered => {
+            let line = format!(
+                "apply of tick {} found {}: {}",
+                text(p, "/killed_tick")?,
+                text(p, "/found")?,
+                text(p, "/action")?
+            );
+            Some(match p.get("ok")?.as_bool()? {
+                true => line,
+                false => format!("{line}: FAILED: {}", text(p, "/error").unwrap_or("")),
+            })
+        }
     });
     // Kinds from a newer hermes, or payloads of another shape: the payload.
     known.unwrap_or_else(|| compact(p, 120))

@@ -53,7 +53,8 @@ pub fn fast_forward(
     let repo = Repository::open(path).map_err(|e| refuse(false, "not-a-repository", e.message().to_owned()))?;
     let refname = format!("refs/heads/{branch}");
     check_guards(&repo, &refname, expected_head, target)?;
-    let failpoints = (failpoint::APPLY_AFTER_CHECKOUT, failpoint::APPLY_AFTER_REF_UPDATE);
+    let failpoints =
+        [failpoint::APPLY_DURING_CHECKOUT, failpoint::APPLY_AFTER_CHECKOUT, failpoint::APPLY_AFTER_REF_UPDATE];
     move_branch(&repo, &refname, expected_head, target, reflog, fence, failpoints)
 }
 
@@ -90,14 +91,15 @@ pub fn roll_back(
         previous,
         reflog,
         fence,
-        (failpoint::NONE, failpoint::ROLLBACK_AFTER_REF_UPDATE),
+        [failpoint::NONE, failpoint::NONE, failpoint::ROLLBACK_AFTER_REF_UPDATE],
     )
 }
 
 /// Checks out `to` (safe mode: nothing unexpected is overwritten), checks
 /// `fence`, and moves `refname` from `from` to `to` with a compare-and-swap;
 /// on failure puts index and worktree back to HEAD. `failpoints` are hit
-/// after the checkout and after the ref update.
+/// after the checkout's first file, after the checkout and after the ref
+/// update.
 fn move_branch(
     repo: &Repository,
     refname: &str,
@@ -105,18 +107,23 @@ fn move_branch(
     to: Oid,
     reflog: &str,
     fence: Fence<'_>,
-    failpoints: (&'static str, &'static str),
+    failpoints: [&'static str; 3],
 ) -> Result<(), ApplyRefusal> {
     let commit = repo
         .find_commit(to)
         .map_err(|e| refuse(false, "missing-target", format!("commit {to} not found: {}", e.message())))?;
     let mut checkout = CheckoutBuilder::new();
     checkout.safe();
+    checkout.progress(|_, done, _| {
+        if done > 0 {
+            failpoint::hit(failpoints[0]);
+        }
+    });
     if let Err(e) = repo.checkout_tree(commit.as_object(), Some(&mut checkout)) {
         restore(repo);
         return Err(refuse(false, "checkout-failed", format!("checkout of {to} failed: {}", e.message())));
     }
-    failpoint::hit(failpoints.0);
+    failpoint::hit(failpoints[1]);
     // The last check before the branch moves: is the lease still ours?
     if let Err(why) = fence() {
         restore(repo);
@@ -130,8 +137,120 @@ fn move_branch(
             format!("moving {refname} from {from} to {to} failed: {}", e.message()),
         ));
     }
-    failpoint::hit(failpoints.1);
+    failpoint::hit(failpoints[2]);
     Ok(())
+}
+
+/// Where an apply that was interrupted (its process killed) left a
+/// repository, as [`inspect_interrupted`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted {
+    /// The branch is at the previous HEAD and the worktree is clean: the
+    /// apply never changed anything (or a rollback finished).
+    Untouched,
+    /// The branch is at the previous HEAD, and every change in index and
+    /// worktree is the target's version of a file: the checkout ran (in
+    /// part or in full) but the branch never moved.
+    CheckoutOnly,
+    /// The branch moved to the target with a clean worktree; whether the
+    /// health check passed was never recorded.
+    RefMoved,
+    /// Anything else (the branch elsewhere, changes that are not the
+    /// target's): someone else's work, not Hermes' to touch.
+    Foreign,
+}
+
+impl Interrupted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Untouched => "untouched",
+            Self::CheckoutOnly => "checkout-only",
+            Self::RefMoved => "ref-moved",
+            Self::Foreign => "foreign-changes",
+        }
+    }
+}
+
+/// Finds where an interrupted fast-forward of `branch` from `previous` to
+/// `target` left the repository at `path`.
+pub fn inspect_interrupted(path: &Path, branch: &str, previous: Oid, target: Oid) -> Result<Interrupted, git2::Error> {
+    let repo = Repository::open(path)?;
+    let refname = format!("refs/heads/{branch}");
+    let head = repo.head()?;
+    if head.name().ok() != Some(refname.as_str()) {
+        return Ok(Interrupted::Foreign);
+    }
+    let (dirty, _) = worktree_status(&repo)?;
+    match head.target() {
+        Some(at) if at == target && dirty == 0 => Ok(Interrupted::RefMoved),
+        Some(at) if at == previous => Ok(match changes_toward(&repo, previous, target)? {
+            None => Interrupted::Foreign,
+            Some(added) if dirty == 0 && added.is_empty() => Interrupted::Untouched,
+            Some(_) => Interrupted::CheckoutOnly,
+        }),
+        _ => Ok(Interrupted::Foreign),
+    }
+}
+
+/// Puts index and worktree of an [`Interrupted::CheckoutOnly`] repository
+/// back to `previous` (its HEAD) and removes the files the checkout added;
+/// untracked files that are not the target's stay.
+pub fn undo_interrupted_checkout(path: &Path, previous: Oid, target: Oid) -> Result<(), git2::Error> {
+    let repo = Repository::open(path)?;
+    let added = changes_toward(&repo, previous, target)?
+        .ok_or_else(|| git2::Error::from_str("the worktree holds changes that are not the target's"))?;
+    let mut checkout = CheckoutBuilder::new();
+    checkout.force();
+    repo.checkout_head(Some(&mut checkout))?;
+    let workdir = repo.workdir().ok_or_else(|| git2::Error::from_str("bare repository"))?;
+    for file in added {
+        std::fs::remove_file(workdir.join(&file))
+            .map_err(|e| git2::Error::from_str(&format!("cannot remove {}: {e}", file.display())))?;
+    }
+    Ok(())
+}
+
+/// Whether every change in index and worktree is toward `target`: each
+/// path that differs holds `previous`'s or `target`'s version in index and
+/// worktree. `Some(files)`: yes, and `files` are untracked files the
+/// checkout wrote (the target's, not in the index yet); untracked files
+/// that are not the target's are the user's and ignored. `None`: no.
+fn changes_toward(
+    repo: &Repository,
+    previous: Oid,
+    target: Oid,
+) -> Result<Option<Vec<std::path::PathBuf>>, git2::Error> {
+    let workdir = repo.workdir().ok_or_else(|| git2::Error::from_str("bare repository"))?.to_path_buf();
+    let old_tree = repo.find_commit(previous)?.tree()?;
+    let new_tree = repo.find_commit(target)?.tree()?;
+    let version = |tree: &git2::Tree<'_>, path: &Path| tree.get_path(path).ok().map(|entry| entry.id());
+    let index = repo.index()?;
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
+    let mut added = Vec::new();
+    for entry in repo.statuses(Some(&mut options))?.iter() {
+        let Ok(path) = entry.path().map(Path::new) else { return Ok(None) };
+        let new = version(&new_tree, path);
+        if entry.status() == git2::Status::WT_NEW && new.is_none() {
+            continue;
+        }
+        let allowed = [version(&old_tree, path), new];
+        let file = workdir.join(path);
+        let in_worktree = match file.symlink_metadata() {
+            Ok(meta) if meta.is_file() => Some(Oid::hash_file(git2::ObjectType::Blob, &file)?),
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(git2::Error::from_str(&e.to_string())),
+        };
+        let in_index = index.get_path(path, 0).map(|e| e.id);
+        if !allowed.contains(&in_worktree) || !allowed.contains(&in_index) {
+            return Ok(None);
+        }
+        if entry.status() == git2::Status::WT_NEW {
+            added.push(path.to_path_buf());
+        }
+    }
+    Ok(Some(added))
 }
 
 /// Writes the tree of `commit` into `dir` (which is not a git repository),
@@ -295,6 +414,33 @@ mod tests {
         let refusal = fast_forward(dir.path(), "main", a, b, "test: fast-forward", &fence).unwrap_err();
         assert_eq!(refusal.code, "dirty-worktree");
         assert_eq!(calls.get(), 0);
+        assert_eq!(std::fs::read_to_string(dir.path().join("README.md")).unwrap(), "local edit\n");
+    }
+
+    #[test]
+    fn an_interrupted_checkout_is_undone_and_the_users_own_files_stay() {
+        let (dir, a, b) = repo_behind();
+        let repo = Repository::open(dir.path()).unwrap();
+        // Killed after the checkout, before the branch moved.
+        repo.checkout_tree(repo.find_commit(b).unwrap().as_object(), Some(CheckoutBuilder::new().safe())).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine\n").unwrap();
+        assert_eq!(inspect_interrupted(dir.path(), "main", a, b).unwrap(), Interrupted::CheckoutOnly);
+        undo_interrupted_checkout(dir.path(), a, b).unwrap();
+        assert_eq!(state(dir.path()), (Some(a), Some("refs/heads/main".into()), "a\n".into(), false, 0));
+        assert_eq!(std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "mine\n");
+        assert_eq!(inspect_interrupted(dir.path(), "main", a, b).unwrap(), Interrupted::Untouched);
+    }
+
+    #[test]
+    fn a_moved_branch_and_changes_that_are_not_the_targets_are_told_apart() {
+        let (dir, a, b) = repo_behind();
+        fast_forward(dir.path(), "main", a, b, "test: fast-forward", &|| Ok(())).unwrap();
+        assert_eq!(inspect_interrupted(dir.path(), "main", a, b).unwrap(), Interrupted::RefMoved);
+        roll_back(dir.path(), "main", b, a, "test: roll back", &|| Ok(())).unwrap();
+        // A local edit that is neither A's nor B's README is someone's work.
+        std::fs::write(dir.path().join("README.md"), "local edit\n").unwrap();
+        assert_eq!(inspect_interrupted(dir.path(), "main", a, b).unwrap(), Interrupted::Foreign);
+        assert!(undo_interrupted_checkout(dir.path(), a, b).is_err());
         assert_eq!(std::fs::read_to_string(dir.path().join("README.md")).unwrap(), "local edit\n");
     }
 }

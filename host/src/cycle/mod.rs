@@ -25,6 +25,7 @@ pub mod lock;
 pub mod outcome;
 pub mod plan;
 pub mod probe;
+pub mod recover;
 pub mod reserve;
 pub mod rollback;
 
@@ -246,18 +247,29 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let mut federation = FederationState::load(&store)?;
     let health_snapshot = health.clone();
     let ctx = AssessContext { health: &health_snapshot, ..ctx };
-    let rollbacks = rollback::RollbackIntelligence::load(&store, ledger.head())?;
+    let mut rollbacks = rollback::RollbackIntelligence::load(&store, ledger.head())?;
     let mut intelligence = match RuntimeIntelligence::load_current(&store, ledger.head())? {
         Some(current) => current,
         None => RuntimeIntelligence::rebuild_from_ledger(&store)?.0,
     };
     let policy_digest = policy.digest();
-    ledger.append(
-        &tick,
-        EventKind::CycleStarted,
-        "cycle",
-        json!({ "mode": Mode::Execute, "policy_digest": policy_digest, "repos": policy.repos.len() }),
-    )?;
+    let stale_canaries = recover::remove_stale_canaries(workspace)
+        .map_err(|source| StateError::Write { path: workspace.home().join("tmp"), source })?;
+    let mut started = json!({ "mode": Mode::Execute, "policy_digest": policy_digest, "repos": policy.repos.len() });
+    if !stale_canaries.is_empty() {
+        started["stale_canary_dirs_removed"] = json!(stale_canaries);
+    }
+    ledger.append(&tick, EventKind::CycleStarted, "cycle", started)?;
+    let holder = Holder { host: host_name(), pid: std::process::id(), tick: tick.clone() };
+    let leases =
+        LeaseManager::new(&store, holder.clone(), policy.coordination.lease_ttl(), policy.coordination.lock_delay())?;
+    // Applies a killed cycle left half done are put right before anything
+    // is probed, so the probe sees each repository at a HEAD it knows.
+    if !rollbacks.unsettled.is_empty() {
+        let recovery = recover::Recovery { workspace, policy: &policy, leases: &leases, tick: &tick, clock };
+        recovery.settle_all(&mut rollbacks, &mut ledger)?;
+        rollbacks.write(&store, &clock.now_rfc3339(), ledger.head())?;
+    }
     // What the control plane is doing now, rewritten at each phase.
     let live = |status: &serde_json::Value, head: &LedgerHead| {
         let mut status = status.clone();
@@ -299,9 +311,6 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     store.write(ViewName::GlobalOrchestrationPlan, &clock.now_rfc3339(), &event_head(&event), &plan)?;
 
     // COORDINATE: a lease per planned upgrade.
-    let holder = Holder { host: host_name(), pid: std::process::id(), tick: tick.clone() };
-    let leases =
-        LeaseManager::new(&store, holder.clone(), policy.coordination.lease_ttl(), policy.coordination.lock_delay())?;
     let mut reservations = reserve::reserve(&plan, &leases, &mut ledger, &tick, clock)?;
     if pressure.defers_all() {
         reserve::defer_all(&mut reservations, &pressure.reasons.join("; "));
@@ -410,7 +419,7 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     report.ledger_head = Some(head.clone());
     for event in ledger.appended() {
         intelligence.apply(event);
-        if event.kind == EventKind::RolledBack.as_str() {
+        if rollback::RollbackIntelligence::folded_at_end(&event.kind) {
             rollbacks.apply(event);
         }
     }

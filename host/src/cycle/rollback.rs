@@ -1,6 +1,7 @@
 //! Rollback intelligence: the rollback plans recorded before each apply and
-//! the rollbacks carried out, folded from the ledger's `rollback-planned`
-//! and `rolled-back` events.
+//! the rollbacks carried out, folded from the ledger's `rollback-planned`,
+//! `rolled-back`, outcome (`repo-upgraded`, `apply-failed`, …) and
+//! `apply-recovered` events.
 //!
 //! Persisted as `state/rollback_intelligence.json` (data: [`RollbackIntelligence`]):
 //!
@@ -8,8 +9,15 @@
 //! { "plans": { "api": { "tick": "…", "seq": 31, "branch": "main",
 //!                       "previous_head": "…", "target": "…", "steps": ["…"] } },
 //!   "rollbacks": [ { "repo": "api", "tick": "…", "seq": 40, "from": "…", "to": "…", "ok": true } ],
-//!   "plans_recorded": 12, "rollbacks_ok": 1, "rollbacks_failed": 0 }
+//!   "plans_recorded": 12, "rollbacks_ok": 1, "rollbacks_failed": 0,
+//!   "unsettled": ["web"] }
 //! ```
+//!
+//! `unsettled` names the repositories whose latest plan has no outcome yet:
+//! the cycle that planned the apply was killed before it recorded one. The
+//! next cycle inspects them first ([`super::recover`]); its `apply-recovered`
+//! event settles them. Views written before `unsettled` existed read as
+//! having none.
 //!
 //! `plans` keeps the latest plan per repository; `rollbacks` the latest
 //! [`KEPT_ROLLBACKS`], oldest first.
@@ -18,7 +26,7 @@ use crate::ledger::{self, EventKind, HermesEvent, LedgerError};
 use crate::state::{LedgerHead, StateError, StateStore, ViewName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufReader;
 
 /// Rollbacks kept in the view.
@@ -32,6 +40,8 @@ pub struct RollbackIntelligence {
     pub plans_recorded: u64,
     pub rollbacks_ok: u64,
     pub rollbacks_failed: u64,
+    #[serde(default)]
+    pub unsettled: BTreeSet<String>,
 }
 
 impl RollbackIntelligence {
@@ -42,10 +52,18 @@ impl RollbackIntelligence {
             map.insert("tick".into(), Value::String(event.tick.clone()));
             map.insert("seq".into(), Value::from(event.seq));
         }
-        if event.kind == EventKind::RollbackPlanned.as_str() {
+        let Some(kind) = EventKind::parse(&event.kind) else { return };
+        if kind == EventKind::RollbackPlanned {
             self.plans_recorded += 1;
             self.plans.insert(event.subject.clone(), entry);
-        } else if event.kind == EventKind::RolledBack.as_str() {
+            self.unsettled.insert(event.subject.clone());
+            return;
+        }
+        if kind == EventKind::ApplyRecovered || (settles(kind) && self.planned_in(&event.subject, &event.tick)) {
+            self.unsettled.remove(&event.subject);
+            return;
+        }
+        if event.kind == EventKind::RolledBack.as_str() {
             if event.payload.get("ok") == Some(&Value::Bool(true)) {
                 self.rollbacks_ok += 1;
             } else {
@@ -59,6 +77,17 @@ impl RollbackIntelligence {
                 self.rollbacks.remove(0);
             }
         }
+    }
+
+    /// Whether the latest plan of `repo` was made by `tick`.
+    fn planned_in(&self, repo: &str, tick: &str) -> bool {
+        self.plans.get(repo).and_then(|plan| plan.get("tick")).and_then(Value::as_str) == Some(tick)
+    }
+
+    /// Whether the cycle folds `kind` in when it writes the view at its end
+    /// (plans and recoveries are folded in as they are recorded).
+    pub fn folded_at_end(kind: &str) -> bool {
+        EventKind::parse(kind).is_some_and(|kind| kind == EventKind::RolledBack || settles(kind))
     }
 
     /// The view if it reflects `head`, else a fold of the whole ledger.
@@ -83,4 +112,17 @@ impl RollbackIntelligence {
     pub fn write(&self, store: &StateStore, written_at: &str, head: &LedgerHead) -> Result<(), StateError> {
         store.write(ViewName::RollbackIntelligence, written_at, head, self)
     }
+}
+
+/// Whether an event of `kind` is a repository's outcome, which settles the
+/// plan its cycle made.
+fn settles(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::RepoUpgraded
+            | EventKind::RepoDeferred
+            | EventKind::RepoBlocked
+            | EventKind::RepoNoop
+            | EventKind::ApplyFailed
+    )
 }

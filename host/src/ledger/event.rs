@@ -147,6 +147,10 @@ event_kinds! {
     HealthChecked = "health-checked",
     /// A repository was rolled back to its recorded HEAD.
     RolledBack = "rolled-back",
+    /// An apply left unsettled by a killed cycle was inspected and put
+    /// right at the start of the next cycle (payload: the killed tick,
+    /// branch, previous HEAD, target, what was found, what was done).
+    ApplyRecovered = "apply-recovered",
     /// `hermes tick` (or `hermes job run`) took the tick lock (payload:
     /// trigger, configured jobs, the ids of the due ones).
     TickStarted = "tick-started",

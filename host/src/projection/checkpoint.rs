@@ -86,7 +86,9 @@ pub fn project_until(store: &StateStore, until: Option<u64>) -> Result<Projectio
     };
     let (start, discarded) = match store.read::<Checkpoint>(ViewName::GraphCheckpoint) {
         Ok(Some(envelope)) if until.is_some_and(|seq| seq < envelope.data.snapshot.seq) => (None, None),
-        Ok(Some(envelope)) => match agrees(&file, &path, &envelope.ledger_head, &envelope.data) {
+        Ok(Some(envelope)) => match snapshot_agrees(&envelope.ledger_head, &envelope.data)
+            .and_then(|()| agrees(&file, &path, &envelope.ledger_head, envelope.data.head_offset, envelope.data.end))
+        {
             Ok(()) => (Some(envelope.data), None),
             Err(why) => (None, Some(why)),
         },
@@ -122,30 +124,59 @@ pub fn project_until(store: &StateStore, until: Option<u64>) -> Result<Projectio
     Ok(Projection { snapshot, resumed_at, discarded, events_read: scan.events, scan })
 }
 
-/// Checks that the ledger holds the checkpoint's head event where it says.
-fn agrees(file: &std::fs::File, path: &Path, head: &LedgerHead, checkpoint: &Checkpoint) -> Result<(), String> {
+/// The ledger position of the stored checkpoint, if there is one and it
+/// agrees with the ledger (else `None`: start from the first event).
+pub fn trusted_position(store: &StateStore) -> Option<Scan> {
+    /// The checkpoint without its snapshot (skipped, not built).
+    #[derive(Deserialize)]
+    struct Position {
+        head_offset: u64,
+        end: u64,
+    }
+    let path = store.path_of(ledger::LEDGER_FILE);
+    let envelope = store.read::<Position>(ViewName::GraphCheckpoint).ok()??;
+    let file = store.dir().open(ledger::LEDGER_FILE).ok()?.into_std();
+    agrees(&file, &path, &envelope.ledger_head, envelope.data.head_offset, envelope.data.end).ok()?;
+    Some(Scan {
+        head: envelope.ledger_head,
+        events: 0,
+        newest_version: 0,
+        torn_tail: None,
+        end: envelope.data.end,
+        head_offset: envelope.data.head_offset,
+    })
+}
+
+/// Checks that the checkpoint's snapshot is at its envelope's head.
+fn snapshot_agrees(head: &LedgerHead, checkpoint: &Checkpoint) -> Result<(), String> {
     if checkpoint.snapshot.seq != head.seq || checkpoint.snapshot.hash != head.hash {
         return Err("its snapshot and its ledger_head disagree".to_owned());
     }
+    Ok(())
+}
+
+/// Checks that the ledger holds the event `head` as a whole line at bytes
+/// `head_offset..end`.
+fn agrees(file: &std::fs::File, path: &Path, head: &LedgerHead, head_offset: u64, end: u64) -> Result<(), String> {
     if head.seq == 0 {
         return Err("it is empty".to_owned());
     }
     let mut reader = BufReader::new(file.try_clone().map_err(|e| e.to_string())?);
-    reader.seek(SeekFrom::Start(checkpoint.head_offset)).map_err(|e| e.to_string())?;
+    reader.seek(SeekFrom::Start(head_offset)).map_err(|e| e.to_string())?;
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if checkpoint.head_offset + line.len() as u64 != checkpoint.end || line.last() != Some(&b'\n') {
-        return Err(format!("the ledger has no whole line at bytes {}..{}", checkpoint.head_offset, checkpoint.end));
+    if head_offset + line.len() as u64 != end || line.last() != Some(&b'\n') {
+        return Err(format!("the ledger has no whole line at bytes {head_offset}..{end}"));
     }
-    let raw: serde_json::Value = serde_json::from_slice(&line)
-        .map_err(|e| format!("the line at byte {} is not JSON: {e}", checkpoint.head_offset))?;
+    let raw: serde_json::Value =
+        serde_json::from_slice(&line).map_err(|e| format!("the line at byte {head_offset} is not JSON: {e}"))?;
     let hash = ledger::event::hash_of(&raw);
-    let event: ledger::HermesEvent = serde_json::from_value(raw)
-        .map_err(|e| format!("the line at byte {} is not an event: {e}", checkpoint.head_offset))?;
+    let event: ledger::HermesEvent =
+        serde_json::from_value(raw).map_err(|e| format!("the line at byte {head_offset} is not an event: {e}"))?;
     if event.seq != head.seq || event.hash != head.hash || hash != event.hash {
         return Err(format!(
-            "the ledger holds event {} with hash {} at byte {}, the checkpoint expects event {} with hash {}",
-            event.seq, event.hash, checkpoint.head_offset, head.seq, head.hash
+            "the ledger holds event {} with hash {} at byte {head_offset}, the checkpoint expects event {} with hash {}",
+            event.seq, event.hash, head.seq, head.hash
         ));
     }
     Ok(())
