@@ -29,3 +29,11 @@ pub mod workspace;
 
 #[cfg(test)]
 mod parse_properties;
+
+/// Cases per property test: `default`, or `PROPTEST_CASES` when set (for
+/// the longer runs in docs/testing.md; an explicit case count in a
+/// `proptest_config` would otherwise ignore the variable).
+#[cfg(test)]
+pub(crate) fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}

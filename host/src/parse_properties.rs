@@ -247,7 +247,7 @@ fn damage(bytes: &[u8], how: &LedgerDamage) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(256)))]
 
     #[test]
     fn a_damaged_policy_is_accepted_whole_or_refused_with_its_path(mutation in arb_mutation()) {

@@ -716,7 +716,7 @@ fn run_interleaving(ops: &[Op]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(64)))]
 
     #[test]
     fn random_interleavings_keep_the_lease_invariants(ops in proptest::collection::vec(arb_op(), 1..40)) {

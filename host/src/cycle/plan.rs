@@ -383,7 +383,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(64)))]
 
         /// Any order of the policy's repositories (and of the probes) gives
         /// the same ordered decisions and the same decision hash.

@@ -76,7 +76,7 @@ fn fold(ledger: &EventLedger) -> GraphSnapshot {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(24)))]
 
     /// Resuming from a checkpoint written after any prefix gives the same
     /// snapshot as folding every event from the first; the patch between
