@@ -34,6 +34,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("lease-contention", include_str!("../../../config/scenarios/lease-contention.json")),
     ("pressure-spike", include_str!("../../../config/scenarios/pressure-spike.json")),
     ("crash-mid-apply", include_str!("../../../config/scenarios/crash-mid-apply.json")),
+    ("crash-mid-checkout", include_str!("../../../config/scenarios/crash-mid-checkout.json")),
 ];
 
 /// A scenario ready to run, and where it came from.

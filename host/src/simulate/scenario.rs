@@ -469,7 +469,10 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
             if !failpoint::ALL.contains(&point.as_str()) {
                 return err(
                     format!("ticks[{t}].crash_at"),
-                    format!("{point:?}; expected one of {}", failpoint::ALL.join(", ")),
+                    format!(
+                        "{point:?}; expected a failpoint named in host/src/failpoint.rs, such as {}",
+                        failpoint::APPLY_AFTER_REF_UPDATE
+                    ),
                 );
             }
             if !s.needs_failpoints {
