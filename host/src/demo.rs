@@ -9,6 +9,8 @@
 //!
 //! Commits are made with git2 under a fixed author and fixed times, so the
 //! demo's commit ids and its first decision hash are the same on every machine.
+//! The git helpers ([`init_bare`], [`clone_main`], [`commit`], [`commit_change`])
+//! also build the worlds of `hermes simulate` ([`crate::simulate::world`]).
 
 use crate::policy::{self, Policy, RepoPolicy};
 use git2::build::{RepoBuilder, TreeUpdateBuilder};
