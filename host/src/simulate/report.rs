@@ -135,7 +135,7 @@ pub fn render(report: &ScenarioReport) -> String {
     if !report.ticks.is_empty() {
         let _ = writeln!(
             out,
-            "\n{:<4} {:<6} {:<8} {:<8} {:<9} {:<24} {:>5} {:>4} {:>3} {:>4} {:>3} {:>7} {:>7}  {:<9} {}",
+            "\n{:<4} {:<6} {:<8} {:<8} {:<9} {:<24} {:>5} {:>4} {:>3} {:>4} {:>3} {:>7} {:>7}  {:<9} remote",
             "tick",
             "time",
             "repo",
@@ -150,7 +150,6 @@ pub fn render(report: &ScenarioReport) -> String {
             "rb-rate",
             "p(fail)",
             "head",
-            "remote"
         );
     }
     for tick in &report.ticks {
