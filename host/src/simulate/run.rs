@@ -72,14 +72,14 @@ pub fn run(scenario: &Scenario, source: &str, options: &RunOptions) -> Result<Sc
                 .tempdir()
                 .map_err(RunError::TempDir)?;
             let home = temp.path().canonicalize().map_err(RunError::TempDir)?;
-            if options.keep {
-                (home, {
-                    let _ = temp.keep();
-                    None
-                })
+            // Dropping the TempDir removes the workspace; a kept one is let go.
+            let guard = if options.keep {
+                let _ = temp.keep();
+                None
             } else {
-                (home, Some(temp))
-            }
+                Some(temp)
+            };
+            (home, guard)
         }
     };
     let mut world = World::build(&home, scenario)?;
