@@ -191,3 +191,25 @@ fn invalid_scenarios_match_their_golden_stderr() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn keep_leaves_the_workspace_and_says_where_without_it_nothing_is_left() {
+    let env = TestEnv::new();
+    let tmp = env.root().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut cmd = env.command(crate::common::hermes_bin());
+    cmd.args(["simulate", "--json", "--keep", "lease-contention"]).env("TMPDIR", &tmp);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept = PathBuf::from(report["scenarios"][0]["workspace"].as_str().expect("the kept workspace is named"));
+    assert!(kept.starts_with(tmp.canonicalize().unwrap()), "{}", kept.display());
+    assert!(kept.join("state/coordination_leases.json").is_file() && kept.join("repos/api/.git").is_dir());
+
+    // Without --keep the temporary directories are gone afterwards.
+    std::fs::remove_dir_all(&kept).unwrap();
+    let mut cmd = env.command(crate::common::hermes_bin());
+    cmd.args(["simulate", "lease-contention"]).env("TMPDIR", &tmp);
+    assert!(cmd.status().unwrap().success());
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "nothing is left in TMPDIR");
+}
