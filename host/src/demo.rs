@@ -9,6 +9,8 @@
 //!
 //! Commits are made with git2 under a fixed author and fixed times, so the
 //! demo's commit ids and its first decision hash are the same on every machine.
+//! The git helpers ([`init_bare`], [`clone_main`], [`commit`], [`commit_change`])
+//! also build the worlds of `hermes simulate` ([`crate::simulate::world`]).
 
 use crate::policy::{self, Policy, RepoPolicy};
 use git2::build::{RepoBuilder, TreeUpdateBuilder};
@@ -113,7 +115,7 @@ pub fn build(dir: &Path) -> Result<(), DemoError> {
 
 fn build_repo(dir: &Path, spec: &DemoRepo, salt: i64) -> Result<(), git2::Error> {
     let bare_path = dir.join("upstream").join(format!("{}.git", spec.name));
-    let bare = Repository::init_opts(&bare_path, git2::RepositoryInitOptions::new().bare(true).initial_head("main"))?;
+    let bare = init_bare(&bare_path)?;
     let mut clock = 1_700_000_000 + salt * 10_000;
     let mut tick = || {
         clock += 60;
@@ -122,7 +124,7 @@ fn build_repo(dir: &Path, spec: &DemoRepo, salt: i64) -> Result<(), git2::Error>
     let mut head = commit(&bare, None, "README.md", &format!("# {}\n", spec.name), "initial commit", tick())?;
     head = commit(&bare, Some(head), "Cargo.lock", "# lockfile v1\n", "add lockfile", tick())?;
     let work_path = dir.join("repos").join(spec.name);
-    let work = RepoBuilder::new().branch("main").clone(bare_path.to_str().unwrap_or_default(), &work_path)?;
+    let work = clone_main(&bare_path, &work_path)?;
     let upstream_commits = match spec.scenario {
         Scenario::Behind(n) => n,
         Scenario::DirtyBehind | Scenario::Diverged | Scenario::Unreachable => 1,
@@ -156,9 +158,21 @@ fn build_repo(dir: &Path, spec: &DemoRepo, salt: i64) -> Result<(), git2::Error>
     Ok(())
 }
 
+/// Creates a bare repository at `path` whose `HEAD` is `main` (no commit yet).
+pub fn init_bare(path: &Path) -> Result<Repository, git2::Error> {
+    Repository::init_opts(path, git2::RepositoryInitOptions::new().bare(true).initial_head("main"))
+}
+
+/// Clones the `main` branch of the repository at `from` (a path) into `to`.
+pub fn clone_main(from: &Path, to: &Path) -> Result<Repository, git2::Error> {
+    RepoBuilder::new().branch("main").clone(from.to_str().unwrap_or_default(), to)
+}
+
 /// Commits `path` = `contents` on top of `parent` and moves the repo's `main`
-/// branch there (works for bare and non-bare repositories alike).
-fn commit(
+/// branch there (works for bare and non-bare repositories alike). The
+/// author and committer are fixed and dated `time` (Unix seconds), so the
+/// commit id depends only on the arguments.
+pub fn commit(
     repo: &Repository,
     parent: Option<Oid>,
     path: &str,
@@ -166,15 +180,30 @@ fn commit(
     message: &str,
     time: i64,
 ) -> Result<Oid, git2::Error> {
+    commit_change(repo, parent, path, Some(contents), message, time)
+}
+
+/// As [`commit`], but `contents` `None` removes `path` from the tree.
+pub fn commit_change(
+    repo: &Repository,
+    parent: Option<Oid>,
+    path: &str,
+    contents: Option<&str>,
+    message: &str,
+    time: i64,
+) -> Result<Oid, git2::Error> {
     let sig = Signature::new("Hermes Demo", "demo@hermes.invalid", &Time::new(time, 0))?;
-    let blob = repo.blob(contents.as_bytes())?;
     let parent_commit = parent.map(|p| repo.find_commit(p)).transpose()?;
     let base_tree = match &parent_commit {
         Some(c) => c.tree()?,
         None => repo.find_tree(repo.treebuilder(None)?.write()?)?,
     };
-    let tree_id = TreeUpdateBuilder::new().upsert(path, blob, FileMode::Blob).create_updated(repo, &base_tree)?;
-    let tree = repo.find_tree(tree_id)?;
+    let mut update = TreeUpdateBuilder::new();
+    match contents {
+        Some(contents) => update.upsert(path, repo.blob(contents.as_bytes())?, FileMode::Blob),
+        None => update.remove(path),
+    };
+    let tree = repo.find_tree(update.create_updated(repo, &base_tree)?)?;
     let parents: Vec<&git2::Commit<'_>> = parent_commit.iter().collect();
     repo.commit(Some("refs/heads/main"), &sig, &sig, message, &tree, &parents)
 }

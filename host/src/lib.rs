@@ -23,6 +23,7 @@ pub mod projection;
 pub mod replay;
 pub mod resource;
 pub mod scheduler;
+pub mod simulate;
 pub mod state;
 pub mod topology;
 pub mod workspace;

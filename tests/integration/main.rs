@@ -20,5 +20,6 @@ mod plugins;
 mod policy_golden;
 mod readers;
 mod replay;
+mod simulate;
 mod state_store;
 mod tick;

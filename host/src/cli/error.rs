@@ -48,6 +48,8 @@ pub enum ExitStatus {
     /// 11: `hermes tick` / `hermes job run`: a job failed, timed out, was
     /// refused by the preflight or could not run.
     JobFailed,
+    /// 12: `hermes simulate`: an expectation of a scenario did not hold.
+    ExpectationFailed,
 }
 
 impl ExitStatus {
@@ -57,6 +59,7 @@ impl ExitStatus {
             ExitStatus::PluginTestFailed => 6,
             ExitStatus::Attention => 10,
             ExitStatus::JobFailed => 11,
+            ExitStatus::ExpectationFailed => 12,
         })
     }
 }

@@ -15,6 +15,7 @@
 //! | 6    | `hermes plugin test`: a check or fixture case failed |
 //! | 10   | the cycle ran, and some repository is blocked or failed to apply (also `hermes tick` / `hermes job run` when an upgrade-cycle job ended so) |
 //! | 11   | `hermes tick` / `hermes job run`: a job failed (non-zero exit or signal), timed out, was refused by the script preflight or could not run |
+//! | 12   | `hermes simulate`: an expectation of a scenario did not hold (a bad scenario file is 3, an unknown scenario name 2) |
 //!
 //! `hermes tick` exits with the worst outcome of the jobs it ran (11 over
 //! 10 over 0); a tick that found another tick running exits 0.
@@ -35,6 +36,7 @@ mod policy;
 mod render;
 mod replay;
 mod repo;
+mod simulate;
 mod status;
 mod tick;
 mod verify;
@@ -92,6 +94,7 @@ enum Command {
     Job(job::Command),
     #[command(subcommand)]
     Cron(cron::Command),
+    Simulate(simulate::Args),
 }
 
 /// Entry point of the binary.
@@ -145,6 +148,7 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Tick(args) => tick::run(&workspace()?, args),
         Command::Job(command) => job::run(&workspace()?, command),
         Command::Cron(command) => cron::run(&workspace()?, command),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
 
