@@ -92,7 +92,6 @@ fn crash_mid_apply_after_the_ref_update_recovers() {
 }
 
 #[test]
-#[ignore = "needs interrupted-apply recovery in cycle"]
 fn crash_mid_apply_after_the_checkout_recovers() {
     crash_scenario_passes("crash-mid-checkout");
 }
