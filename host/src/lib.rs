@@ -29,6 +29,8 @@ pub mod topology;
 pub mod workspace;
 
 #[cfg(test)]
+mod json_mutation;
+#[cfg(test)]
 mod parse_properties;
 
 /// Cases per property test: `default`, or `PROPTEST_CASES` when set (for

@@ -12,6 +12,7 @@
 //! machines have exactly one (stable) toolchain.
 
 use crate::clock::Clock;
+use crate::json_mutation::{arb_mutation, mutate};
 use crate::ledger::LedgerError;
 use crate::ledger::{EventKind, EventLedger, HermesEvent, scan};
 use crate::policy;
@@ -22,110 +23,6 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::OnceLock;
-
-/// How a valid document is damaged.
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// Replace the value at the `n`-th JSON node (pre-order) with `value`.
-    Replace(usize, Value),
-    /// Remove the `n`-th object member.
-    Remove(usize),
-    /// Add a member `key` to the `n`-th object.
-    Add(usize, String, Value),
-    /// Flip byte `n % len` of the serialized text with `mask` (non-zero).
-    Flip(usize, u8),
-    /// Insert `byte` at `n % (len + 1)`.
-    Insert(usize, u8),
-    /// Cut the text at `n % (len + 1)`.
-    Cut(usize),
-}
-
-fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        (-1e12f64..1e12).prop_map(|f| json!(f)),
-        "[a-z0-9 ./*@-]{0,12}".prop_map(Value::String),
-        Just(json!("")),
-        Just(json!(u64::MAX)),
-    ];
-    leaf.prop_recursive(3, 12, 4, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
-fn arb_mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        3 => (any::<usize>(), arb_json()).prop_map(|(n, v)| Mutation::Replace(n, v)),
-        2 => any::<usize>().prop_map(Mutation::Remove),
-        1 => (any::<usize>(), "[a-z_]{1,10}", arb_json()).prop_map(|(n, k, v)| Mutation::Add(n, k, v)),
-        2 => (any::<usize>(), 1u8..=255).prop_map(|(n, m)| Mutation::Flip(n, m)),
-        1 => (any::<usize>(), any::<u8>()).prop_map(|(n, b)| Mutation::Insert(n, b)),
-        1 => any::<usize>().prop_map(Mutation::Cut),
-    ]
-}
-
-/// Counts nodes (pre-order) and applies a structural mutation to the
-/// `target`-th node; returns the node count.
-fn visit_nodes(value: &mut Value, target: usize, counter: &mut usize, apply: &mut dyn FnMut(&mut Value)) {
-    if *counter == target {
-        apply(value);
-    }
-    *counter += 1;
-    match value {
-        Value::Array(items) => items.iter_mut().for_each(|v| visit_nodes(v, target, counter, apply)),
-        Value::Object(map) => map.values_mut().for_each(|v| visit_nodes(v, target, counter, apply)),
-        _ => {}
-    }
-}
-
-fn node_count(value: &Value) -> usize {
-    let mut n = 0;
-    visit_nodes(&mut value.clone(), usize::MAX, &mut n, &mut |_| {});
-    n
-}
-
-/// The damaged document's bytes.
-fn mutate(doc: &Value, mutation: &Mutation) -> Vec<u8> {
-    let mut doc = doc.clone();
-    let nodes = node_count(&doc).max(1);
-    let structural = |doc: &mut Value, n: usize, apply: &mut dyn FnMut(&mut Value)| {
-        let mut counter = 0;
-        visit_nodes(doc, n % nodes, &mut counter, apply);
-    };
-    match mutation {
-        Mutation::Replace(n, v) => structural(&mut doc, *n, &mut |node| *node = v.clone()),
-        Mutation::Remove(n) => structural(&mut doc, *n, &mut |node| {
-            if let Value::Object(map) = node
-                && let Some(key) = map.keys().next().cloned()
-            {
-                map.remove(&key);
-            }
-        }),
-        Mutation::Add(n, k, v) => structural(&mut doc, *n, &mut |node| {
-            if let Value::Object(map) = node {
-                map.insert(k.clone(), v.clone());
-            }
-        }),
-        _ => {}
-    }
-    let mut bytes = serde_json::to_vec_pretty(&doc).expect("serialize");
-    match mutation {
-        Mutation::Flip(n, mask) => {
-            let i = n % bytes.len();
-            bytes[i] ^= mask;
-        }
-        Mutation::Insert(n, b) => bytes.insert(n % (bytes.len() + 1), *b),
-        Mutation::Cut(n) => bytes.truncate(n % (bytes.len() + 1)),
-        _ => {}
-    }
-    bytes
-}
 
 fn valid_policy() -> Value {
     json!({
@@ -250,7 +147,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(256)))]
 
     #[test]
-    fn a_damaged_policy_is_accepted_whole_or_refused_with_its_path(mutation in arb_mutation()) {
+    fn a_damaged_policy_is_accepted_whole_or_refused_with_its_path(mutation in arb_mutation(&[])) {
         let path = Path::new("/srv/hermes/config/runtime_upgrade_policies.json");
         let bytes = mutate(&valid_policy(), &mutation);
         match policy::parse(&bytes, path) {
@@ -268,7 +165,7 @@ proptest! {
     }
 
     #[test]
-    fn a_damaged_jobs_file_is_accepted_valid_or_refused_with_its_path(mutation in arb_mutation()) {
+    fn a_damaged_jobs_file_is_accepted_valid_or_refused_with_its_path(mutation in arb_mutation(&[])) {
         let path = Path::new("/srv/hermes/config/jobs.json");
         let text = String::from_utf8_lossy(&mutate(&valid_jobs(), &mutation)).into_owned();
         match jobs::parse(&text, path) {
@@ -286,7 +183,7 @@ proptest! {
     }
 
     #[test]
-    fn damaged_fixtures_are_accepted_or_refused_with_their_path(mutation in arb_mutation()) {
+    fn damaged_fixtures_are_accepted_or_refused_with_their_path(mutation in arb_mutation(&[])) {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("fixtures.json");
         std::fs::write(&path, mutate(&valid_fixtures(), &mutation)).unwrap();

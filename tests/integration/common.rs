@@ -26,6 +26,26 @@ pub fn blessing() -> bool {
     std::env::var_os("HERMES_BLESS").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// Compares `actual` with the golden file `golden` (or rewrites it when
+/// blessing); a difference or a missing file is pushed onto `failures`.
+pub fn check_golden(name: &str, golden: &Path, actual: &str, failures: &mut Vec<String>) {
+    if blessing() {
+        std::fs::write(golden, actual).expect("bless golden file");
+        return;
+    }
+    match std::fs::read_to_string(golden) {
+        Ok(expected) if expected == actual => {}
+        Ok(expected) => failures.push(format!(
+            "{name}: stderr differs from {}\n--- expected ---\n{expected}--- actual ---\n{actual}",
+            golden.display()
+        )),
+        Err(e) => failures.push(format!(
+            "{name}: cannot read {} ({e}); run with HERMES_BLESS=1\n--- actual ---\n{actual}",
+            golden.display()
+        )),
+    }
+}
+
 /// The result of a child process, with its output decoded.
 #[derive(Debug, Clone)]
 pub struct Output {

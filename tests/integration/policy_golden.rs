@@ -6,7 +6,7 @@
 //! `$HERMES_HOME`). Run with `HERMES_BLESS=1` to rewrite the `.stderr` files
 //! after an intended change of wording, and review the diff.
 
-use crate::common::{TestEnv, blessing};
+use crate::common::{TestEnv, check_golden};
 use std::path::{Path, PathBuf};
 
 fn golden_dir() -> PathBuf {
@@ -57,22 +57,7 @@ fn invalid_policies_match_their_golden_stderr() {
             continue;
         }
         let actual = normalize(&out.stderr, &env);
-        let golden = case.with_extension("stderr");
-        if blessing() {
-            std::fs::write(&golden, &actual).expect("bless golden file");
-            continue;
-        }
-        match std::fs::read_to_string(&golden) {
-            Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!(
-                "{name}: stderr differs from {}\n--- expected ---\n{expected}--- actual ---\n{actual}",
-                golden.display()
-            )),
-            Err(e) => failures.push(format!(
-                "{name}: cannot read {} ({e}); run with HERMES_BLESS=1\n--- actual ---\n{actual}",
-                golden.display()
-            )),
-        }
+        check_golden(&name, &case.with_extension("stderr"), &actual, &mut failures);
         // Whatever the wording, every message must say where and what.
         if !actual.contains("$HERMES_HOME/config/runtime_upgrade_policies.json") {
             failures.push(format!("{name}: the message does not name the policy file:\n{actual}"));

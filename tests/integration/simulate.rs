@@ -6,7 +6,7 @@
 //! `.stderr`, the test directory replaced by `$DIR`; `HERMES_BLESS=1`
 //! rewrites them, as for the policy goldens).
 
-use crate::common::{TestEnv, blessing};
+use crate::common::{TestEnv, check_golden};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -168,22 +168,7 @@ fn invalid_scenarios_match_their_golden_stderr() {
             .stderr
             .replace(golden_dir().canonicalize().unwrap().to_str().unwrap(), "$DIR")
             .replace(golden_dir().to_str().unwrap(), "$DIR");
-        let golden = case.with_extension("stderr");
-        if blessing() {
-            std::fs::write(&golden, &actual).expect("bless golden file");
-            continue;
-        }
-        match std::fs::read_to_string(&golden) {
-            Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!(
-                "{name}: stderr differs from {}\n--- expected ---\n{expected}--- actual ---\n{actual}",
-                golden.display()
-            )),
-            Err(e) => failures.push(format!(
-                "{name}: cannot read {} ({e}); run with HERMES_BLESS=1\n--- actual ---\n{actual}",
-                golden.display()
-            )),
-        }
+        check_golden(&name, &case.with_extension("stderr"), &actual, &mut failures);
         if !actual.contains(&format!("$DIR/{name}.json")) || !actual.contains("\n  at ") {
             failures.push(format!("{name}: the message does not name the file and a JSON path:\n{actual}"));
         }
