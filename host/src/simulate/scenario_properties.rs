@@ -11,7 +11,7 @@
 use super::scenario::{self, Scenario};
 use crate::json_mutation::{arb_mutation, mutate};
 use proptest::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::Path;
 
 /// Words of the scenario format, so damage reaches past the first enum check.
