@@ -151,41 +151,9 @@ impl<'s> LeaseManager<'s> {
     /// Acquires (or renews) the lease on `key`; see [`Acquire`]. Writes the
     /// table unless the outcome is a conflict.
     pub fn acquire(&self, key: &str, now: DateTime<Utc>, ledger_head: &LedgerHead) -> Result<Acquire, CoordError> {
-        let _lock = self.lock()?;
-        let mut table = self.load()?;
-        let expires = add_secs(now, self.ttl_secs)?;
-        let outcome = match table.leases.get(key) {
-            None => Acquire::Granted { lease: self.grant(&mut table, key, now, expires, 1)?, takeover_of: None },
-            Some(current) => {
-                let current_expiry = self.expiry(current)?;
-                let mine = current.holder == self.holder;
-                if now < current_expiry {
-                    if !mine {
-                        return Ok(Acquire::Conflict { held_by: current.clone() });
-                    }
-                    let mut lease = current.clone();
-                    self.extend(&mut lease, now, expires);
-                    Acquire::Renewed { lease }
-                } else if mine {
-                    let transitions = current.transitions;
-                    Acquire::Granted {
-                        lease: self.grant(&mut table, key, now, expires, transitions)?,
-                        takeover_of: None,
-                    }
-                } else if now < add_secs(current_expiry, self.lock_delay_secs)? {
-                    return Ok(Acquire::Conflict { held_by: current.clone() });
-                } else {
-                    let previous = current.clone();
-                    let lease = self.grant(&mut table, key, now, expires, previous.transitions.saturating_add(1))?;
-                    Acquire::Granted { lease, takeover_of: Some(previous) }
-                }
-            }
-        };
-        if let Acquire::Granted { lease, .. } | Acquire::Renewed { lease } = &outcome {
-            table.leases.insert(key.to_owned(), lease.clone());
-            self.save(&table, now, ledger_head)?;
-            failpoint::hit(failpoint::LEASE_ACQUIRE_AFTER_WRITE);
-        }
+        let mut batch = self.batch(now, ledger_head)?;
+        let outcome = batch.acquire(key)?;
+        batch.commit()?;
         Ok(outcome)
     }
 
@@ -193,8 +161,7 @@ impl<'s> LeaseManager<'s> {
     /// keeping its token. Like [`Self::check_fence`] it fails with
     /// [`CoordError::StaleFence`] unless `token` is the token of the caller's
     /// active lease: an expired lease is not revived, and a lease taken over
-    /// stays with its new holder. The cycle renews right before each branch
-    /// move (after the canary, before a rollback).
+    /// stays with its new holder. The cycle renews before each branch move.
     pub fn renew(
         &self,
         key: &str,
@@ -202,13 +169,9 @@ impl<'s> LeaseManager<'s> {
         now: DateTime<Utc>,
         ledger_head: &LedgerHead,
     ) -> Result<Lease, CoordError> {
-        let renewed = self.fenced(key, token, now, ledger_head, |leases| {
-            let expires = add_secs(now, self.ttl_secs)?;
-            let lease = leases.get_mut(key).expect("fence checked the lease exists");
-            self.extend(lease, now, expires);
-            Ok(lease.clone())
-        })?;
-        failpoint::hit(failpoint::LEASE_RENEW_AFTER_WRITE);
+        let mut batch = self.batch(now, ledger_head)?;
+        let renewed = batch.renew(key, token)?;
+        batch.commit()?;
         Ok(renewed)
     }
 
@@ -220,29 +183,21 @@ impl<'s> LeaseManager<'s> {
         now: DateTime<Utc>,
         ledger_head: &LedgerHead,
     ) -> Result<Lease, CoordError> {
-        let released = self.fenced(key, token, now, ledger_head, |leases| {
-            Ok(leases.remove(key).expect("fence checked the lease exists"))
-        })?;
-        failpoint::hit(failpoint::LEASE_RELEASE_AFTER_WRITE);
+        let mut batch = self.batch(now, ledger_head)?;
+        let released = batch.release(key, token)?;
+        batch.commit()?;
         Ok(released)
     }
 
-    /// Under the table lock: checks the caller's fence on `key`, applies
-    /// `change` to the leases and saves the table.
-    fn fenced<R>(
-        &self,
-        key: &str,
-        token: u64,
-        now: DateTime<Utc>,
-        ledger_head: &LedgerHead,
-        change: impl FnOnce(&mut BTreeMap<String, Lease>) -> Result<R, CoordError>,
-    ) -> Result<R, CoordError> {
-        let _lock = self.lock()?;
-        let mut table = self.load()?;
-        self.fence(&table, key, token, now)?;
-        let result = change(&mut table.leases)?;
-        self.save(&table, now, ledger_head)?;
-        Ok(result)
+    /// Several operations at `now` under one lock, one read of the table
+    /// and (at [`LeaseBatch::commit`]) one write: a cycle takes, renews and
+    /// releases the leases of all its upgrades this way, so its cost does
+    /// not grow with the square of the repositories. Dropped without a
+    /// commit, nothing is written.
+    pub fn batch(&self, now: DateTime<Utc>, ledger_head: &LedgerHead) -> Result<LeaseBatch<'_, 's>, CoordError> {
+        let lock = self.lock()?;
+        let table = self.load()?;
+        Ok(LeaseBatch { manager: self, _lock: lock, table, now, head: ledger_head.clone(), written: None })
     }
 
     /// Succeeds if `token` is the token of the caller's active lease on
@@ -356,6 +311,83 @@ impl<'s> LeaseManager<'s> {
 
     fn save(&self, table: &LeaseTable, now: DateTime<Utc>, ledger_head: &LedgerHead) -> Result<(), CoordError> {
         Ok(self.store.write(VIEW, &stamp(now), ledger_head, table)?)
+    }
+}
+
+/// Lease operations under one lock, written once; see [`LeaseManager::batch`].
+pub struct LeaseBatch<'m, 's> {
+    manager: &'m LeaseManager<'s>,
+    _lock: std::fs::File,
+    table: LeaseTable,
+    now: DateTime<Utc>,
+    head: LedgerHead,
+    /// The failpoint of the last change, when something changed.
+    written: Option<&'static str>,
+}
+
+impl LeaseBatch<'_, '_> {
+    /// [`LeaseManager::acquire`] within the batch.
+    pub fn acquire(&mut self, key: &str) -> Result<Acquire, CoordError> {
+        let m = self.manager;
+        let now = self.now;
+        let table = &mut self.table;
+        let expires = add_secs(now, m.ttl_secs)?;
+        let outcome = match table.leases.get(key) {
+            None => Acquire::Granted { lease: m.grant(table, key, now, expires, 1)?, takeover_of: None },
+            Some(current) => {
+                let current_expiry = m.expiry(current)?;
+                let mine = current.holder == m.holder;
+                if now < current_expiry {
+                    if !mine {
+                        return Ok(Acquire::Conflict { held_by: current.clone() });
+                    }
+                    let mut lease = current.clone();
+                    m.extend(&mut lease, now, expires);
+                    Acquire::Renewed { lease }
+                } else if mine {
+                    let transitions = current.transitions;
+                    Acquire::Granted { lease: m.grant(table, key, now, expires, transitions)?, takeover_of: None }
+                } else if now < add_secs(current_expiry, m.lock_delay_secs)? {
+                    return Ok(Acquire::Conflict { held_by: current.clone() });
+                } else {
+                    let previous = current.clone();
+                    let lease = m.grant(table, key, now, expires, previous.transitions.saturating_add(1))?;
+                    Acquire::Granted { lease, takeover_of: Some(previous) }
+                }
+            }
+        };
+        if let Acquire::Granted { lease, .. } | Acquire::Renewed { lease } = &outcome {
+            table.leases.insert(key.to_owned(), lease.clone());
+            self.written = Some(failpoint::LEASE_ACQUIRE_AFTER_WRITE);
+        }
+        Ok(outcome)
+    }
+
+    /// [`LeaseManager::renew`] within the batch.
+    pub fn renew(&mut self, key: &str, token: u64) -> Result<Lease, CoordError> {
+        let m = self.manager;
+        m.fence(&self.table, key, token, self.now)?;
+        let expires = add_secs(self.now, m.ttl_secs)?;
+        let lease = self.table.leases.get_mut(key).expect("fence checked the lease exists");
+        m.extend(lease, self.now, expires);
+        self.written = Some(failpoint::LEASE_RENEW_AFTER_WRITE);
+        Ok(lease.clone())
+    }
+
+    /// [`LeaseManager::release`] within the batch.
+    pub fn release(&mut self, key: &str, token: u64) -> Result<Lease, CoordError> {
+        self.manager.fence(&self.table, key, token, self.now)?;
+        self.written = Some(failpoint::LEASE_RELEASE_AFTER_WRITE);
+        Ok(self.table.leases.remove(key).expect("fence checked the lease exists"))
+    }
+
+    /// Writes the table if anything changed, then releases the lock.
+    pub fn commit(self) -> Result<(), CoordError> {
+        if let Some(point) = self.written {
+            self.manager.save(&self.table, self.now, &self.head)?;
+            failpoint::hit(point);
+        }
+        Ok(())
     }
 }
 

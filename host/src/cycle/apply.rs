@@ -192,6 +192,43 @@ pub fn inspect_interrupted(path: &Path, branch: &str, previous: Oid, target: Oid
     }
 }
 
+/// Removes the git lock files an interrupted apply or rollback of
+/// `branch` between `previous` and `target` left behind when its process was
+/// killed: the branch's ref lock if it holds one of those two commits, and
+/// `index.lock` if it holds an index of one of their trees (what that
+/// apply's checkout was writing). Any other lock file belongs to someone
+/// else and stays. Returns the removed files, relative to the git directory.
+pub fn remove_own_stale_locks(
+    path: &Path,
+    branch: &str,
+    previous: Oid,
+    target: Oid,
+) -> Result<Vec<String>, git2::Error> {
+    let repo = Repository::open(path)?;
+    let git_dir = repo.path().to_path_buf();
+    let io = |e: std::io::Error| git2::Error::from_str(&e.to_string());
+    let mut removed = Vec::new();
+    let ref_lock = format!("refs/heads/{branch}.lock");
+    if let Ok(text) = std::fs::read_to_string(git_dir.join(&ref_lock))
+        && [previous, target].iter().any(|oid| text.trim() == oid.to_string())
+    {
+        std::fs::remove_file(git_dir.join(&ref_lock)).map_err(io)?;
+        removed.push(ref_lock);
+    }
+    let index_lock = git_dir.join("index.lock");
+    if index_lock.exists() {
+        let trees = [repo.find_commit(previous)?.tree_id(), repo.find_commit(target)?.tree_id()];
+        let ours = git2::Index::open(&index_lock)
+            .and_then(|mut index| index.write_tree_to(&repo))
+            .is_ok_and(|t| trees.contains(&t));
+        if ours {
+            std::fs::remove_file(&index_lock).map_err(io)?;
+            removed.push("index.lock".to_owned());
+        }
+    }
+    Ok(removed)
+}
+
 /// Puts index and worktree of an [`Interrupted::CheckoutOnly`] repository
 /// back to `previous` (its HEAD) and removes the files the checkout added;
 /// untracked files that are not the target's stay.
@@ -442,5 +479,23 @@ mod tests {
         assert_eq!(inspect_interrupted(dir.path(), "main", a, b).unwrap(), Interrupted::Foreign);
         assert!(undo_interrupted_checkout(dir.path(), a, b).is_err());
         assert_eq!(std::fs::read_to_string(dir.path().join("README.md")).unwrap(), "local edit\n");
+    }
+
+    #[test]
+    fn only_the_locks_a_killed_apply_left_are_removed() {
+        let (dir, a, b) = repo_behind();
+        let git = dir.path().join(".git");
+        std::fs::write(git.join("refs/heads/main.lock"), format!("{b}\n")).unwrap();
+        std::fs::write(git.join("index.lock"), "not an index").unwrap();
+        let removed = remove_own_stale_locks(dir.path(), "main", a, b).unwrap();
+        assert_eq!(removed, ["refs/heads/main.lock"]);
+        assert!(git.join("index.lock").exists(), "someone else's index.lock stays");
+        // An index of the target's tree is what the apply's checkout wrote.
+        std::fs::copy(git.join("index"), git.join("index.lock")).unwrap();
+        let removed = remove_own_stale_locks(dir.path(), "main", a, b).unwrap();
+        assert_eq!(removed, ["index.lock"]);
+        // A ref lock naming another commit is not ours.
+        std::fs::write(git.join("refs/heads/main.lock"), format!("{}\n", Oid::zero())).unwrap();
+        assert!(remove_own_stale_locks(dir.path(), "main", a, b).unwrap().is_empty());
     }
 }

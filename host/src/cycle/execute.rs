@@ -1,14 +1,22 @@
 //! Phase 2 for one repository: execute, defer or block.
 //!
-//! For an `upgrade`:
-//! 1. dependencies that failed, were blocked or deferred in this cycle stop it;
-//! 2. the rollback plan (branch, previous HEAD, target, steps) is appended to
-//!    the ledger (fsynced) before anything changes;
+//! Before the lanes of a dependency depth start, [`prepare_level`] takes
+//! every upgrade of the depth that may go ahead (lease granted, no
+//! dependency failed, blocked or deferred in this cycle) and
+//! 1. appends their rollback plans (branch, previous HEAD, target, steps) in
+//!    one write with one fsync, then writes `rollback_intelligence.json`
+//!    once: every plan is on disk before anything changes;
+//! 2. renews the leases of those without a canary in one write of the lease
+//!    table (which checks each fencing token is still the current one) and
+//!    records the renewals.
+//!
+//! Then, for each upgrade, on its lane:
 //! 3. the canary check, if configured, runs in a temporary checkout of the
 //!    candidate commit under `HERMES_HOME/tmp/` (the repository itself is not
 //!    touched; the checkout is removed afterwards) — failure blocks;
-//! 4. the lease is renewed (which checks the fencing token is still the
-//!    current one; a stale holder stops: `fence-rejected`, deferred);
+//! 4. after the canary, or when half the TTL passed since the level's
+//!    renewal, the lease is renewed here; a lease lost at a renewal stops
+//!    the upgrade (`fence-rejected`, deferred);
 //! 5. the guarded fast-forward ([`super::apply`]), with the fencing token
 //!    checked once more right before the branch's compare-and-swap;
 //! 6. the health check, if configured, runs in the real worktree — failure
@@ -17,9 +25,10 @@
 //!    lost, the branch stays at the target and the outcome says so.
 //!
 //! Repositories of one dependency depth run in parallel lanes; events of
-//! one repository keep their order. Every step is recorded: `rollback-planned`, `canary-run`,
-//! `lease-renewed` / `fence-rejected`, `health-checked`, `rolled-back`.
+//! one repository keep their order. Every step is recorded: `rollback-planned`, `lease-renewed`,
+//! `canary-run`, `fence-rejected`, `health-checked`, `rolled-back`.
 
+use super::CycleError;
 use super::apply;
 use super::outcome::{Outcome, RepoOutcome};
 use super::plan::{Decision, Plan, Recommendation};
@@ -27,10 +36,10 @@ use super::rollback::RollbackIntelligence;
 use crate::clock::Clock;
 use crate::coordinate::{Lease, LeaseManager};
 use crate::failpoint;
-use crate::ledger::{EventKind, EventLedger, LedgerError};
-use crate::policy::Policy;
+use crate::ledger::{EventKind, EventLedger, LedgerError, Pending};
+use crate::policy::{Policy, RepoPolicy};
 use crate::process::{self, CommandSpec};
-use crate::state::{LedgerHead, StateStore, ViewName};
+use crate::state::StateStore;
 use crate::workspace::Workspace;
 use git2::Oid;
 use serde_json::json;
@@ -57,9 +66,139 @@ pub struct Step<'a> {
     pub earlier: &'a BTreeMap<String, Outcome>,
     pub leases: &'a LeaseManager<'a>,
     pub clock: Clock,
-    /// The rollback view, rewritten as soon as a plan is recorded.
+    /// The rollback view, rewritten when a level's plans are recorded.
     pub rollbacks: &'a Mutex<RollbackIntelligence>,
     pub store: &'a StateStore,
+    /// The lease renewals of [`prepare_level`] for this level: the renewed
+    /// lease, or why it was lost.
+    pub renewals: &'a BTreeMap<String, Result<Lease, String>>,
+}
+
+/// An upgrade that may go ahead: everything phase 2 needs to carry it out.
+struct Ready<'a> {
+    lease: &'a Lease,
+    repo: &'a RepoPolicy,
+    branch: &'a str,
+    head: Oid,
+    target: Oid,
+}
+
+/// Why an upgrade does not go ahead: `None` when it is no upgrade at all,
+/// else the outcome, reason code and reason to settle it with.
+type NotReady = Option<(Outcome, &'static str, String)>;
+
+/// Whether `decision` is an upgrade that may go ahead: a lease was granted,
+/// no dependency failed, was blocked or deferred earlier in this cycle, and
+/// the plan has branch, HEAD and target.
+fn ready<'a>(step: &Step<'a>, decision: &'a Decision, clearance: Option<&'a Clearance>) -> Result<Ready<'a>, NotReady> {
+    if decision.recommendation != Recommendation::Upgrade {
+        return Err(None);
+    }
+    let lease = match clearance {
+        Some(Clearance::Granted(lease)) => lease,
+        Some(Clearance::Refused(outcome, code, reason)) => return Err(Some((*outcome, code, reason.clone()))),
+        None => return Err(Some((Outcome::Failed, "no-lease", "no lease was reserved for this upgrade".into()))),
+    };
+    for dep in &decision.depends_on {
+        let (outcome, code) = match step.earlier.get(dep) {
+            Some(Outcome::Failed | Outcome::Blocked) => (Outcome::Blocked, "dependency-failed"),
+            Some(Outcome::Deferred) => (Outcome::Deferred, "dependency-deferred"),
+            _ => continue,
+        };
+        return Err(Some((outcome, code, format!("dependency {dep:?} did not upgrade in this cycle"))));
+    }
+    match (
+        step.policy.repo(&decision.repo),
+        decision.branch.as_deref(),
+        decision.head.as_deref().and_then(|h| Oid::from_str(h).ok()),
+        decision.target.as_deref().and_then(|t| Oid::from_str(t).ok()),
+    ) {
+        (Some(repo), Some(branch), Some(head), Some(target)) => Ok(Ready { lease, repo, branch, head, target }),
+        _ => Err(Some((
+            Outcome::Failed,
+            "incomplete-probe",
+            "the plan lacks branch, HEAD or target for an upgrade".into(),
+        ))),
+    }
+}
+
+/// Before a level's lanes start: records the rollback plan of every upgrade
+/// of the level that may go ahead (one append, one fsync, then one write of
+/// the rollback view: every plan is on disk before anything changes), and
+/// renews their leases (one write of the lease table, one append). Returns
+/// the renewals for [`Step::renewals`].
+pub fn prepare_level(
+    step: &Step<'_>,
+    level: &[Decision],
+    clearances: &BTreeMap<String, Clearance>,
+    ledger: &mut EventLedger,
+) -> Result<BTreeMap<String, Result<Lease, String>>, CycleError> {
+    let ready: Vec<(&Decision, Ready<'_>)> =
+        level.iter().filter_map(|d| ready(step, d, clearances.get(&d.repo)).ok().map(|r| (d, r))).collect();
+    let mut renewals = BTreeMap::new();
+    if ready.is_empty() {
+        return Ok(renewals);
+    }
+    let plans = ready
+        .iter()
+        .map(|(decision, go)| {
+            let (branch, head, target) = (go.branch, go.head, go.target);
+            let payload = json!({
+                "branch": branch,
+                "previous_head": head.to_string(),
+                "target": target.to_string(),
+                "steps": [
+                    format!("check that refs/heads/{branch} is still at {target} and the worktree is clean"),
+                    format!("check out the tree of {head}"),
+                    format!("move refs/heads/{branch} from {target} back to {head} (compare-and-swap)"),
+                ],
+            });
+            Pending::new(EventKind::RollbackPlanned, &decision.repo, payload)
+        })
+        .collect();
+    let recorded = ledger.append_all(step.tick, plans)?;
+    {
+        let mut rollbacks = step.rollbacks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for event in &recorded {
+            rollbacks.apply(event);
+        }
+        rollbacks.write(step.store, &step.clock.now_rfc3339(), ledger.head())?;
+    }
+    failpoint::hit(failpoint::ROLLBACK_PLAN_WRITTEN);
+
+    let mut batch = step.leases.batch(step.clock.now(), ledger.head())?;
+    let mut events = Vec::new();
+    // An upgrade with a canary renews after its canary instead.
+    for (decision, go) in ready.iter().filter(|(_, go)| go.repo.canary.is_none() && step.policy.checks.canary.is_none())
+    {
+        let name = &decision.repo;
+        let token = go.lease.fencing_token;
+        match batch.renew(name, token) {
+            Ok(renewed) => {
+                events.push(Pending::new(
+                    EventKind::LeaseRenewed,
+                    name,
+                    json!({ "lease": renewed, "before": "apply" }),
+                ));
+                renewals.insert(name.clone(), Ok(renewed));
+            }
+            Err(e) => {
+                let why = e.to_string();
+                let payload = json!({ "token": token, "error": why, "at": "renew-before-apply" });
+                events.push(Pending::new(EventKind::FenceRejected, name, payload));
+                renewals.insert(name.clone(), Err(why));
+            }
+        }
+    }
+    batch.commit()?;
+    ledger.append_all(step.tick, events)?;
+    Ok(renewals)
+}
+
+/// Whether half of `lease`'s TTL has passed since it was last renewed.
+fn half_spent(lease: &Lease, clock: Clock) -> bool {
+    let renewed = chrono::DateTime::parse_from_rfc3339(&lease.renewed_at).map(|t| t.with_timezone(&chrono::Utc));
+    renewed.map_or(true, |at| (clock.now() - at).num_seconds() >= i64::try_from(lease.ttl_secs / 2).unwrap_or(0))
 }
 
 /// Carries out one decision; appends its step events to `ledger`.
@@ -72,19 +211,7 @@ pub fn execute(
     // Lanes share the ledger; each append takes the lock for that one event.
     let append = |kind: EventKind, subject: &str, payload: serde_json::Value| -> Result<(), LedgerError> {
         let mut ledger = ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let event = ledger.append(step.tick, kind, subject, payload)?;
-        if kind == EventKind::RollbackPlanned {
-            // The plan is in rollback_intelligence.json before anything changes.
-            let mut rollbacks = step.rollbacks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            rollbacks.apply(&event);
-            let head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
-            rollbacks.write(step.store, &step.clock.now_rfc3339(), &head).map_err(|e| LedgerError::Io {
-                path: step.store.path_of(ViewName::RollbackIntelligence.file_name()),
-                source: std::io::Error::other(e),
-            })?;
-            failpoint::hit(failpoint::ROLLBACK_PLAN_WRITTEN);
-        }
-        Ok(())
+        ledger.append(step.tick, kind, subject, payload).map(|_| ())
     };
     let mut result = RepoOutcome {
         repo: decision.repo.clone(),
@@ -102,61 +229,21 @@ pub fn execute(
         target: decision.target.clone(),
         decision_hash: step.plan.decision_hash.clone(),
     };
-    if decision.recommendation != Recommendation::Upgrade {
-        return Ok(result);
-    }
-    let lease = match clearance {
-        Some(Clearance::Granted(lease)) => lease,
-        Some(Clearance::Refused(outcome, code, reason)) => {
-            result.settle(*outcome, code, reason.clone());
-            return Ok(result);
-        }
-        None => {
-            result.settle(Outcome::Failed, "no-lease", "no lease was reserved for this upgrade".into());
+    let go = match ready(step, decision, clearance) {
+        Ok(go) => go,
+        Err(None) => return Ok(result),
+        Err(Some((outcome, code, reason))) => {
+            result.settle(outcome, code, reason);
             return Ok(result);
         }
     };
-    for dep in &decision.depends_on {
-        let (outcome, code) = match step.earlier.get(dep) {
-            Some(Outcome::Failed | Outcome::Blocked) => (Outcome::Blocked, "dependency-failed"),
-            Some(Outcome::Deferred) => (Outcome::Deferred, "dependency-deferred"),
-            _ => continue,
-        };
-        result.settle(outcome, code, format!("dependency {dep:?} did not upgrade in this cycle"));
-        return Ok(result);
-    }
-    let (Some(repo), Some(branch), Some(head), Some(target)) = (
-        step.policy.repo(&decision.repo),
-        decision.branch.as_deref(),
-        decision.head.as_deref().and_then(|h| Oid::from_str(h).ok()),
-        decision.target.as_deref().and_then(|t| Oid::from_str(t).ok()),
-    ) else {
-        result.settle(
-            Outcome::Failed,
-            "incomplete-probe",
-            "the plan lacks branch, HEAD or target for an upgrade".into(),
-        );
-        return Ok(result);
-    };
+    let Ready { lease, repo, branch, head, target } = go;
     let path = repo.resolved_path(step.workspace.home());
     let name = &decision.repo;
 
-    append(
-        EventKind::RollbackPlanned,
-        name,
-        json!({
-            "branch": branch,
-            "previous_head": head.to_string(),
-            "target": target.to_string(),
-            "steps": [
-                format!("check that refs/heads/{branch} is still at {target} and the worktree is clean"),
-                format!("check out the tree of {head}"),
-                format!("move refs/heads/{branch} from {target} back to {head} (compare-and-swap)"),
-            ],
-        }),
-    )?;
-
-    if let Some(canary) = repo.canary.as_ref().or(step.policy.checks.canary.as_ref()) {
+    let canary = repo.canary.as_ref().or(step.policy.checks.canary.as_ref());
+    let canary_ran = canary.is_some();
+    if let Some(canary) = canary {
         let outcome = run_canary(step, name, &path, target, canary);
         let payload = match &outcome {
             Ok(run) => json!({ "target": target.to_string(), "result": run }),
@@ -180,11 +267,17 @@ pub fn execute(
         }
     }
 
-    // Right after the canary, before the apply: renew the lease. Renewal
-    // checks that the fencing token is still the current one; a stale holder
-    // stops here, and the fence is checked once more right before the branch
-    // moves.
-    if let Err(why) = renew(step, name, lease, "apply", ledger)? {
+    // Before the apply, the lease was renewed with the rest of the level
+    // ([`prepare_level`]); after a canary, or when that renewal has used
+    // up half the TTL, it is renewed again here. Renewal checks that the
+    // fencing token is still the current one; a stale holder stops, and the
+    // fence is checked once more right before the branch moves.
+    let renewal = match step.renewals.get(name) {
+        Some(Ok(renewed)) if !canary_ran && !half_spent(renewed, step.clock) => Ok(()),
+        Some(Err(why)) => Err(why.clone()),
+        _ => renew(step, name, lease, "apply", ledger)?,
+    };
+    if let Err(why) = renewal {
         result.settle(Outcome::Deferred, apply::FENCE_REJECTED, why);
         return Ok(result);
     }

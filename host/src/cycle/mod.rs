@@ -34,7 +34,7 @@ use crate::coordinate::RemoteBudget;
 use crate::coordinate::{Holder, LeaseManager};
 use crate::federation::{FederationState, FederationTopology, HealthBook};
 use crate::intelligence::RuntimeIntelligence;
-use crate::ledger::{EventKind, EventLedger, LedgerError};
+use crate::ledger::{EventKind, EventLedger, LedgerError, Pending};
 use crate::plugin::set::{PluginSet, PluginSetError};
 use crate::policy::{Policy, PolicyError};
 use crate::resource;
@@ -291,10 +291,14 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     // defers the upgrades, not the probes), each under its URL's budget.
     let phase1_lanes = usize::try_from(pressure.lanes.max(1)).unwrap_or(1);
     let (assessments, fetches) = assess_all(workspace, &policy, &ctx, &intelligence, phase1_lanes, progress);
+    // Phase 1 changed nothing but remote-tracking refs: its records share
+    // one durability point, before the plan that rests on them.
+    let mut records = Vec::new();
     for (assessment, fetches) in assessments.iter().zip(&fetches) {
         let repo = &assessment.probe.repo;
         for call in &assessment.calls {
-            ledger.append(&tick, EventKind::PluginCalled, repo, serde_json::to_value(call).unwrap_or_default())?;
+            let payload = serde_json::to_value(call).unwrap_or_default();
+            records.push(Pending::new(EventKind::PluginCalled, repo, payload));
         }
         let payload = json!({
             "probe": assessment.probe,
@@ -303,9 +307,10 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
             "plugin_failure": assessment.plugin_failure,
             "fetches": fetches,
         });
-        ledger.append(&tick, EventKind::RepoProbed, repo, payload)?;
-        federate::record(&mut health, &mut federation, &policy, assessment, fetches, &mut ledger, &tick, clock)?;
+        records.push(Pending::new(EventKind::RepoProbed, repo, payload));
+        federate::record(&mut health, &mut federation, &policy, assessment, fetches, &mut records, &tick, clock);
     }
+    ledger.append_all(&tick, records)?;
     let plan = plan::plan(&policy, &assessments, &tick, plugins.digests());
     let event = ledger.append(&tick, EventKind::PlanMade, "cycle", serde_json::to_value(&plan).unwrap_or_default())?;
     store.write(ViewName::GlobalOrchestrationPlan, &clock.now_rfc3339(), &event_head(&event), &plan)?;
@@ -359,8 +364,9 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
     let mut repos = Vec::with_capacity(plan.decisions.len());
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     let mut lane_of: BTreeMap<String, u32> = BTreeMap::new();
+    let no_renewals = BTreeMap::new();
     for level in plan.decisions.chunk_by(|a, b| a.depth == b.depth) {
-        let step = execute::Step {
+        let prepare = execute::Step {
             workspace,
             policy: &policy,
             plan: &plan,
@@ -370,18 +376,29 @@ pub fn run(workspace: &Workspace, options: CycleOptions, progress: Progress<'_>)
             clock,
             rollbacks: &rollbacks,
             store: &store,
+            renewals: &no_renewals,
         };
+        let renewals = {
+            let mut ledger = shared_ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            execute::prepare_level(&prepare, level, &reservations.clearances, &mut ledger)?
+        };
+        let step = execute::Step { renewals: &renewals, ..prepare };
         let results = lanes::run_level(level, lanes, &step, &reservations, &budget, &shared_ledger, progress);
         let mut ledger = shared_ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The level's outcomes share one durability point: an outcome lost
+        // to a crash leaves its plan unsettled, and the next cycle's
+        // recovery inspects the repository (recover.rs).
+        let mut results_in_order = Vec::with_capacity(level.len());
+        let mut records = Vec::with_capacity(level.len());
         for (decision, (lane, result)) in level.iter().zip(results) {
             let result = result?;
-            let event = ledger.append(
-                &tick,
-                result.outcome.event_kind(),
-                &decision.repo,
-                serde_json::to_value(&result).unwrap_or_default(),
-            )?;
-            state.apply(&event);
+            let payload = serde_json::to_value(&result).unwrap_or_default();
+            records.push(Pending::new(result.outcome.event_kind(), &decision.repo, payload));
+            results_in_order.push((decision, lane, result));
+        }
+        let recorded = ledger.append_all(&tick, records)?;
+        for ((decision, lane, result), event) in results_in_order.into_iter().zip(&recorded) {
+            state.apply(event);
             outcomes.insert(decision.repo.clone(), result.outcome);
             if decision.recommendation == Recommendation::Upgrade {
                 lane_of.insert(decision.repo.clone(), lane);

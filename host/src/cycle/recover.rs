@@ -19,6 +19,11 @@
 //!   - `foreign-changes` (anything else): someone else's work; left alone,
 //!     and the probe will defer the repository until it is clean.
 //!
+//!   Before the inspection, git lock files the killed apply itself left
+//!   (the branch's ref lock holding the previous HEAD or the target, an
+//!   `index.lock` holding one of their trees) are removed
+//!   ([`apply::remove_own_stale_locks`]); other locks stay.
+//!
 //!   A repository under another holder's active lease is left for a later
 //!   cycle. Every inspection is recorded as one `apply-recovered` event
 //!   (killed tick, branch, previous HEAD, target, `found`, `action`, `ok`,
@@ -132,6 +137,11 @@ impl Recovery<'_> {
         previous: Oid,
         target: Oid,
     ) -> Result<(&'static str, &'static str), (&'static str, String)> {
+        let removed = apply::remove_own_stale_locks(path, branch, previous, target)
+            .map_err(|e| ("unreadable", e.message().to_owned()))?;
+        if !removed.is_empty() {
+            tracing::warn!(path = %path.display(), ?removed, "removed git locks a killed apply left");
+        }
         let found = apply::inspect_interrupted(path, branch, previous, target)
             .map_err(|e| ("unreadable", e.message().to_owned()))?;
         let label = found.as_str();

@@ -19,7 +19,7 @@ use super::outcome::Outcome;
 use super::plan::{Plan, Recommendation};
 use crate::clock::Clock;
 use crate::coordinate::{Acquire, CoordError, Holder, Lease, LeaseManager};
-use crate::ledger::{EventKind, EventLedger, LedgerError};
+use crate::ledger::{EventKind, EventLedger, LedgerError, Pending};
 use crate::state::{LedgerHead, StateError, StateStore, ViewName};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -48,7 +48,8 @@ pub struct Reservations {
     pub released: Vec<String>,
 }
 
-/// Asks for a lease for every upgrade of `plan`, in plan order.
+/// Asks for a lease for every upgrade of `plan`, in plan order: one
+/// read and one write of the lease table, then one append of their events.
 pub fn reserve(
     plan: &Plan,
     leases: &LeaseManager<'_>,
@@ -57,6 +58,8 @@ pub fn reserve(
     clock: Clock,
 ) -> Result<Reservations, ReserveError> {
     let mut r = Reservations::default();
+    let mut events = Vec::new();
+    let mut batch = leases.batch(clock.now(), ledger.head())?;
     for decision in plan.decisions.iter().filter(|d| d.recommendation == Recommendation::Upgrade) {
         let repo = &decision.repo;
         let missing_dep =
@@ -66,8 +69,7 @@ pub fn reserve(
             r.clearances.insert(repo.clone(), Clearance::Refused(Outcome::Blocked, "dependency-not-granted", reason));
             continue;
         }
-        let head = ledger.head().clone();
-        match leases.acquire(repo, clock.now(), &head)? {
+        match batch.acquire(repo)? {
             Acquire::Granted { lease, takeover_of } => {
                 let (kind, payload) = match &takeover_of {
                     Some(old) => {
@@ -77,18 +79,18 @@ pub fn reserve(
                     }
                     None => (EventKind::LeaseGranted, json!({ "lease": lease })),
                 };
-                ledger.append(tick, kind, repo, payload)?;
+                events.push(Pending::new(kind, repo, payload));
                 r.grants.insert(repo.clone(), lease.clone());
                 r.clearances.insert(repo.clone(), Clearance::Granted(lease));
             }
             Acquire::Renewed { lease } => {
-                ledger.append(tick, EventKind::LeaseRenewed, repo, json!({ "lease": lease }))?;
+                events.push(Pending::new(EventKind::LeaseRenewed, repo, json!({ "lease": lease })));
                 r.grants.insert(repo.clone(), lease.clone());
                 r.clearances.insert(repo.clone(), Clearance::Granted(lease));
             }
             Acquire::Conflict { held_by } => {
                 let payload = json!({ "held_by": held_by });
-                ledger.append(tick, EventKind::LeaseConflict, repo, payload.clone())?;
+                events.push(Pending::new(EventKind::LeaseConflict, repo, payload.clone()));
                 r.conflicts.push(payload);
                 let reason = format!(
                     "lease held by tick {} (pid {} on {}) until {}",
@@ -98,6 +100,8 @@ pub fn reserve(
             }
         }
     }
+    batch.commit()?;
+    ledger.append_all(tick, events)?;
     Ok(r)
 }
 
@@ -120,7 +124,8 @@ pub fn refuse_all(r: &mut Reservations, check: &str, detail: &str) {
     }
 }
 
-/// Releases every lease granted to this cycle.
+/// Releases every lease granted to this cycle: one write of the lease
+/// table, then one append of their events.
 pub fn release(
     r: &mut Reservations,
     leases: &LeaseManager<'_>,
@@ -128,25 +133,25 @@ pub fn release(
     tick: &str,
     clock: Clock,
 ) -> Result<(), ReserveError> {
+    let mut events = Vec::new();
+    let mut batch = leases.batch(clock.now(), ledger.head())?;
     for (repo, lease) in &r.grants {
-        let head = ledger.head().clone();
-        match leases.release(repo, lease.fencing_token, clock.now(), &head) {
+        match batch.release(repo, lease.fencing_token) {
             Ok(_) => {
-                ledger.append(tick, EventKind::LeaseReleased, repo, json!({ "fencing_token": lease.fencing_token }))?;
+                let payload = json!({ "fencing_token": lease.fencing_token });
+                events.push(Pending::new(EventKind::LeaseReleased, repo, payload));
                 r.released.push(repo.clone());
             }
             Err(CoordError::StaleFence { .. }) => {
                 // Someone took it over after it expired; theirs now.
-                ledger.append(
-                    tick,
-                    EventKind::FenceRejected,
-                    repo,
-                    json!({ "token": lease.fencing_token, "at": "release" }),
-                )?;
+                let payload = json!({ "token": lease.fencing_token, "at": "release" });
+                events.push(Pending::new(EventKind::FenceRejected, repo, payload));
             }
             Err(e) => return Err(e.into()),
         }
     }
+    batch.commit()?;
+    ledger.append_all(tick, events)?;
     Ok(())
 }
 

@@ -4,11 +4,12 @@
 //! each line terminated by `\n`. The file is only ever appended to.
 //!
 //! Several processes may append to one ledger (a cycle, and a second cycle
-//! recording that it skipped). Each [`EventLedger::append`] takes an
-//! exclusive lock on `state/.ledger.lock` for that one event: it first reads
-//! and verifies whatever other processes appended since this handle's last
-//! event, chains the new event onto the real end, writes it with one `write`
-//! and fsyncs it before the lock is released and the call returns. Once a
+//! recording that it skipped). Each [`EventLedger::append`] (one event) or
+//! [`EventLedger::append_all`] (a phase's events, in order) takes an
+//! exclusive lock on `state/.ledger.lock`: it first reads and verifies
+//! whatever other processes appended since this handle's last event, chains
+//! the new events onto the real end, writes them with one `write` and
+//! fsyncs once before the lock is released and the call returns. Once a
 //! step is reported done, its event is on disk; two appends never
 //! interleave; a chain never forks. Readers that must not see a half-written
 //! line ([`verify`], [`EventLedger::scan_locked`]) take the same lock.
@@ -39,6 +40,21 @@ use std::path::{Path, PathBuf};
 /// File name of the ledger inside `state/`.
 pub const LEDGER_FILE: &str = "runtime_events.jsonl";
 const LOCK_FILE: &str = ".ledger.lock";
+
+/// An event to append: what the caller says; the ledger adds version,
+/// sequence number, time, tick and the chain.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub kind: EventKind,
+    pub subject: String,
+    pub payload: Value,
+}
+
+impl Pending {
+    pub fn new(kind: EventKind, subject: &str, payload: Value) -> Self {
+        Self { kind, subject: subject.to_owned(), payload }
+    }
+}
 
 /// Errors opening, verifying or appending to the ledger.
 #[derive(Debug, thiserror::Error)]
@@ -188,8 +204,19 @@ impl EventLedger {
         subject: &str,
         payload: Value,
     ) -> Result<HermesEvent, LedgerError> {
+        let mut written = self.append_all(tick, vec![Pending::new(kind, subject, payload)])?;
+        Ok(written.pop().expect("one event was appended"))
+    }
+
+    /// Appends `events` in order with one write and one fsync (so one
+    /// durability point for a whole phase's records), under one lock: no
+    /// other process's event lands between them. Returns them as written.
+    pub fn append_all(&mut self, tick: &str, events: Vec<Pending>) -> Result<Vec<HermesEvent>, LedgerError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         self.lock()?;
-        let result = self.append_locked(tick, kind, subject, payload);
+        let result = self.append_locked(tick, events);
         let _ = self.lock.unlock();
         result
     }
@@ -239,44 +266,51 @@ impl EventLedger {
         Ok(torn)
     }
 
-    fn append_locked(
-        &mut self,
-        tick: &str,
-        kind: EventKind,
-        subject: &str,
-        payload: Value,
-    ) -> Result<HermesEvent, LedgerError> {
+    fn append_locked(&mut self, tick: &str, events: Vec<Pending>) -> Result<Vec<HermesEvent>, LedgerError> {
         if let Some(torn) = self.catch_up()? {
             self.repair(torn, tick)?;
         }
-        let mut event = HermesEvent {
-            v: EVENT_FORMAT_VERSION,
-            seq: self.known.head.seq + 1,
-            time: self.clock.now_rfc3339(),
-            tick: tick.to_owned(),
-            kind: kind.as_str().to_owned(),
-            subject: subject.to_owned(),
-            payload,
-            prev_hash: self.known.head.hash.clone(),
-            hash: String::new(),
-        };
-        event.hash = event.compute_hash();
-        let mut line = serde_json::to_vec(&event)
-            .map_err(|e| LedgerError::Io { path: self.path.clone(), source: io::Error::other(e) })?;
-        line.push(b'\n');
+        let mut bytes = Vec::new();
+        let mut written = Vec::with_capacity(events.len());
+        let mut head = self.known.head.clone();
+        let mut ends = Vec::with_capacity(events.len());
+        for pending in events {
+            let mut event = HermesEvent {
+                v: EVENT_FORMAT_VERSION,
+                seq: head.seq + 1,
+                time: self.clock.now_rfc3339(),
+                tick: tick.to_owned(),
+                kind: pending.kind.as_str().to_owned(),
+                subject: pending.subject,
+                payload: pending.payload,
+                prev_hash: head.hash.clone(),
+                hash: String::new(),
+            };
+            event.hash = event.compute_hash();
+            serde_json::to_writer(&mut bytes, &event)
+                .map_err(|e| LedgerError::Io { path: self.path.clone(), source: io::Error::other(e) })?;
+            bytes.push(b'\n');
+            ends.push(bytes.len() as u64);
+            head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
+            written.push(event);
+        }
         if crate::failpoint::reached(crate::failpoint::LEDGER_APPEND_TORN) {
-            // Half the line reaches the disk, the rest never does.
-            let _ = self.write_durable(&line[..line.len() / 2]);
+            // Half the bytes reach the disk, the rest never do.
+            let _ = self.write_durable(&bytes[..bytes.len() / 2]);
             crate::failpoint::die(crate::failpoint::LEDGER_APPEND_TORN);
         }
-        self.write_durable(&line)?;
-        self.known.head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
-        self.known.head_offset = self.known.end;
-        self.known.end += line.len() as u64;
-        self.known.events += 1;
-        tracing::debug!(seq = event.seq, kind = %kind, subject, "event appended");
-        self.appended.push(event.clone());
-        Ok(event)
+        self.write_durable(&bytes)?;
+        let start = self.known.end;
+        let last_start = ends.len().checked_sub(2).map_or(0, |i| ends[i]);
+        self.known.head = head;
+        self.known.head_offset = start + last_start;
+        self.known.end = start + bytes.len() as u64;
+        self.known.events += written.len() as u64;
+        for event in &written {
+            tracing::debug!(seq = event.seq, kind = %event.kind, subject = %event.subject, "event appended");
+        }
+        self.appended.extend(written.iter().cloned());
+        Ok(written)
     }
 
     fn write_durable(&mut self, bytes: &[u8]) -> Result<(), LedgerError> {
@@ -306,18 +340,14 @@ impl EventLedger {
         };
         tracing::warn!(path = %self.path.display(), offset = torn.offset, bytes = torn.bytes.len(), action, "repaired torn final ledger line");
         let preview: String = String::from_utf8_lossy(&torn.bytes).chars().take(200).collect();
-        self.append_locked(
-            tick,
-            EventKind::LedgerRepaired,
-            "ledger",
-            json!({
-                "action": action,
-                "offset": torn.offset,
-                "length": torn.bytes.len(),
-                "sha256": canonical::sha256_hex(&torn.bytes),
-                "preview": preview,
-            }),
-        )?;
+        let payload = json!({
+            "action": action,
+            "offset": torn.offset,
+            "length": torn.bytes.len(),
+            "sha256": canonical::sha256_hex(&torn.bytes),
+            "preview": preview,
+        });
+        self.append_locked(tick, vec![Pending::new(EventKind::LedgerRepaired, "ledger", payload)])?;
         Ok(())
     }
 }
