@@ -296,3 +296,37 @@ fn garbage_middle_line_is_detected() {
     assert_broken_at(&env, 2);
     assert_cycle_refuses(&env);
 }
+
+/// A tick chains onto the last event without reading the ledger before it;
+/// a torn tail is still repaired and recorded, and the chain verifies.
+#[test]
+fn a_tick_repairs_a_torn_tail_and_chains_onto_the_last_event() {
+    let env = two_cycles();
+    std::fs::write(env.home().join("config/jobs.json"), r#"{ "format_version": 1, "jobs": [] }"#).unwrap();
+    let n = env.ledger_lines().len();
+    let mut bytes = env.ledger_bytes();
+    bytes.extend_from_slice(b"{\"v\":1,\"seq\":");
+    std::fs::write(env.ledger_path(), &bytes).unwrap();
+    env.hermes(&["tick"]).assert_status(0);
+    assert_well_formed(&env);
+    let kinds = kinds(&env);
+    assert_eq!(kinds[n..], ["ledger-repaired", "tick-started", "tick-finished"], "{kinds:?}");
+    env.hermes(&["verify"]).assert_status(0);
+}
+
+/// The last event is the one a tick trusts: if it does not verify on its
+/// own, the tick reads the whole chain, finds it and appends nothing.
+#[test]
+fn a_tick_refuses_a_ledger_whose_last_event_was_edited() {
+    let env = two_cycles();
+    std::fs::write(env.home().join("config/jobs.json"), r#"{ "format_version": 1, "jobs": [] }"#).unwrap();
+    let mut lines = env.ledger_lines();
+    let last = lines.len() - 1;
+    lines[last] = lines[last].replacen("\"cycle-finished\"", "\"cycle-finishe!\"", 1);
+    env.write_ledger_lines(&lines);
+    let before = env.ledger_bytes();
+    let out = env.hermes(&["tick"]);
+    assert_ne!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains(&format!("first bad sequence number {}", last + 1)), "{}", out.stderr);
+    assert_eq!(env.ledger_bytes(), before, "nothing appended after a broken event");
+}

@@ -41,6 +41,45 @@ use std::path::{Path, PathBuf};
 pub const LEDGER_FILE: &str = "runtime_events.jsonl";
 const LOCK_FILE: &str = ".ledger.lock";
 
+/// How far back from the end [`tail_position`] looks for the last line.
+const TAIL_WINDOW: u64 = 256 * 1024;
+
+/// The position of the last complete event of `file` if its line verifies
+/// on its own (hash over its contents, a format this build writes); a torn
+/// fragment after it is left for [`EventLedger::catch_up`] to find.
+fn tail_position(mut file: std::fs::File) -> Option<Scan> {
+    use std::io::Read;
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(TAIL_WINDOW);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut window = Vec::with_capacity(usize::try_from(len - start).ok()?);
+    file.read_to_end(&mut window).ok()?;
+    // The last newline ends the last complete line.
+    let end = window.iter().rposition(|b| *b == b'\n')?;
+    let line_start = window[..end].iter().rposition(|b| *b == b'\n').map(|i| i + 1);
+    // A line that starts before the window (or the file's first line when
+    // the window is the whole file) must be whole to be trusted.
+    let line_start = match line_start {
+        Some(i) => i,
+        None if start == 0 => 0,
+        None => return None,
+    };
+    let raw: Value = serde_json::from_slice(&window[line_start..end]).ok()?;
+    let hash = event::hash_of(&raw);
+    let event: HermesEvent = serde_json::from_value(raw).ok()?;
+    if event.hash != hash || event.v > EVENT_FORMAT_VERSION {
+        return None;
+    }
+    Some(Scan {
+        head: LedgerHead { seq: event.seq, hash: event.hash },
+        events: 0,
+        newest_version: event.v,
+        torn_tail: None,
+        end: start + end as u64 + 1,
+        head_offset: start + line_start as u64,
+    })
+}
+
 /// An event to append: what the caller says; the ledger adds version,
 /// sequence number, time, tick and the chain.
 #[derive(Debug, Clone)]
@@ -138,12 +177,19 @@ impl EventLedger {
         Self::open_at(state_dir, state_path, clock, Scan::empty())
     }
 
-    /// Like [`Self::open`], but trusts the prefix up to `known` (a position
-    /// checked against the file, such as a graph checkpoint that agrees
-    /// with the ledger) and verifies only the events after it. Writers that
-    /// run often and append little (a tick with nothing due) open this way
-    /// so their cost does not grow with the ledger.
-    pub fn open_at(state_dir: &Dir, state_path: &Path, clock: Clock, known: Scan) -> Result<Self, LedgerError> {
+    /// Like [`Self::open`], but verifies only the last complete event (its
+    /// own hash) and chains onto it, without reading the events before it.
+    /// Writers that run often and append little (a tick with nothing due)
+    /// open this way so their cost does not grow with the ledger; every
+    /// cycle and `hermes verify` still verify the whole chain. Falls back to
+    /// [`Self::open`] when the last line cannot be trusted this way (a line
+    /// longer than the window read, a bad hash, a newer format).
+    pub fn open_at_tail(state_dir: &Dir, state_path: &Path, clock: Clock) -> Result<Self, LedgerError> {
+        let known = state_dir.open(LEDGER_FILE).ok().and_then(|file| tail_position(file.into_std()));
+        Self::open_at(state_dir, state_path, clock, known.unwrap_or_else(Scan::empty))
+    }
+
+    fn open_at(state_dir: &Dir, state_path: &Path, clock: Clock, known: Scan) -> Result<Self, LedgerError> {
         let path = state_path.join(LEDGER_FILE);
         let io_err = |source| LedgerError::Io { path: path.clone(), source };
         let lock = state_dir

@@ -124,29 +124,6 @@ pub fn project_until(store: &StateStore, until: Option<u64>) -> Result<Projectio
     Ok(Projection { snapshot, resumed_at, discarded, events_read: scan.events, scan })
 }
 
-/// The ledger position of the stored checkpoint, if there is one and it
-/// agrees with the ledger (else `None`: start from the first event).
-pub fn trusted_position(store: &StateStore) -> Option<Scan> {
-    /// The checkpoint without its snapshot (skipped, not built).
-    #[derive(Deserialize)]
-    struct Position {
-        head_offset: u64,
-        end: u64,
-    }
-    let path = store.path_of(ledger::LEDGER_FILE);
-    let envelope = store.read::<Position>(ViewName::GraphCheckpoint).ok()??;
-    let file = store.dir().open(ledger::LEDGER_FILE).ok()?.into_std();
-    agrees(&file, &path, &envelope.ledger_head, envelope.data.head_offset, envelope.data.end).ok()?;
-    Some(Scan {
-        head: envelope.ledger_head,
-        events: 0,
-        newest_version: 0,
-        torn_tail: None,
-        end: envelope.data.end,
-        head_offset: envelope.data.head_offset,
-    })
-}
-
 /// Checks that the checkpoint's snapshot is at its envelope's head.
 fn snapshot_agrees(head: &LedgerHead, checkpoint: &Checkpoint) -> Result<(), String> {
     if checkpoint.snapshot.seq != head.seq || checkpoint.snapshot.hash != head.hash {

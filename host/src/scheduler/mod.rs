@@ -18,11 +18,10 @@
 //! 4. Record `tick-finished`; the exit code is the worst job outcome
 //!    ([`JobOutcome::exit_code`]).
 //!
-//! The tick opens the ledger at the last cycle's graph checkpoint when that
-//! agrees with the ledger ([`EventLedger::open_at`]): it verifies only the
-//! events since, so a tick with nothing due costs the same on a ledger of a
-//! million events as on a new one. Cycles and `hermes verify` verify the
-//! whole chain.
+//! The tick opens the ledger at its last event ([`EventLedger::open_at_tail`]:
+//! that event's own hash is checked, the events before it are not read), so
+//! a tick with nothing due costs the same on a ledger of a million events as
+//! on a new one. Cycles and `hermes verify` verify the whole chain.
 
 pub mod install;
 pub mod jobs;
@@ -181,12 +180,10 @@ pub fn tick(
     }
     let store = StateStore::open(&workspace.state_dir())?;
     let state_path = workspace.state_dir();
-    // A tick runs every minute and usually appends two events: it verifies
-    // only the events after the last cycle's graph checkpoint (when that
-    // agrees with the ledger), so its cost does not grow with the ledger.
-    // Every cycle verifies the whole chain when it opens it.
-    let known = crate::projection::checkpoint::trusted_position(&store).unwrap_or_else(crate::ledger::Scan::empty);
-    let mut ledger = EventLedger::open_at(store.dir(), &state_path, clock, known)?;
+    // A tick runs every minute and usually appends two events: it chains
+    // onto the last event without re-reading the ledger, so its cost does
+    // not grow with the ledger. Every cycle verifies the whole chain.
+    let mut ledger = EventLedger::open_at_tail(store.dir(), &state_path, clock)?;
     let now = clock.now();
     let started_at = clock.now_rfc3339();
     let tick = format!("{}-tick-{}", now.format("%Y%m%dT%H%M%S%3fZ"), std::process::id());
