@@ -30,7 +30,7 @@ pub mod schedule;
 use crate::clock::Clock;
 use crate::cycle::lock::{Acquired, CycleHolder, try_acquire_file};
 use crate::cycle::{self, CycleOptions, Mode};
-use crate::ledger::{EventKind, EventLedger, LedgerError};
+use crate::ledger::{EventKind, EventLedger, LedgerError, Pending};
 use crate::process::{self, CommandOutcome, CommandSpec};
 use crate::state::{LedgerHead, StateError, StateStore, ViewName};
 use crate::workspace::Workspace;
@@ -226,12 +226,14 @@ pub fn tick(
         Selection::Due => config.jobs.iter().filter(|j| j.enabled && is_due(j, &state, now)).collect(),
     };
     let due_ids: Vec<&str> = due.iter().map(|j| j.id.as_str()).collect();
-    ledger.append(
-        &tick,
-        EventKind::TickStarted,
-        "tick",
-        json!({ "trigger": trigger, "configured": config.jobs.len(), "due": due_ids }),
-    )?;
+    let started =
+        json!({ "trigger": trigger, "configured": config.jobs.len(), "due": due_ids });
+    // With nothing due, `tick-started` and `tick-finished` share one append
+    // (one fsync): the tick that runs every minute stays cheap.
+    let mut records = vec![Pending::new(EventKind::TickStarted, "tick", started)];
+    if !due.is_empty() {
+        ledger.append_all(&tick, std::mem::take(&mut records))?;
+    }
     if seen_changed || !due.is_empty() {
         write_state(&store, &ledger, &started_at, &state)?;
     }
@@ -285,12 +287,10 @@ pub fn tick(
     for run in &report.jobs {
         *counts.entry(run.outcome.as_str()).or_default() += 1;
     }
-    ledger.append(
-        &tick,
-        EventKind::TickFinished,
-        "tick",
-        json!({ "trigger": trigger, "ran": report.jobs.len(), "outcomes": counts, "exit_code": report.exit_code }),
-    )?;
+    let finished =
+        json!({ "trigger": trigger, "ran": report.jobs.len(), "outcomes": counts, "exit_code": report.exit_code });
+    records.push(Pending::new(EventKind::TickFinished, "tick", finished));
+    ledger.append_all(&tick, records)?;
     Ok(report)
 }
 
