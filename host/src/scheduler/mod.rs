@@ -226,8 +226,7 @@ pub fn tick(
         Selection::Due => config.jobs.iter().filter(|j| j.enabled && is_due(j, &state, now)).collect(),
     };
     let due_ids: Vec<&str> = due.iter().map(|j| j.id.as_str()).collect();
-    let started =
-        json!({ "trigger": trigger, "configured": config.jobs.len(), "due": due_ids });
+    let started = json!({ "trigger": trigger, "configured": config.jobs.len(), "due": due_ids });
     // With nothing due, `tick-started` and `tick-finished` share one append
     // (one fsync): the tick that runs every minute stays cheap.
     let mut records = vec![Pending::new(EventKind::TickStarted, "tick", started)];
