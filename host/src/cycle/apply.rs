@@ -495,7 +495,7 @@ mod tests {
         let removed = remove_own_stale_locks(dir.path(), "main", a, b).unwrap();
         assert_eq!(removed, ["index.lock"]);
         // A ref lock naming another commit is not ours.
-        std::fs::write(git.join("refs/heads/main.lock"), format!("{}\n", Oid::zero())).unwrap();
+        std::fs::write(git.join("refs/heads/main.lock"), format!("{}\n", Oid::ZERO_SHA1)).unwrap();
         assert!(remove_own_stale_locks(dir.path(), "main", a, b).unwrap().is_empty());
     }
 }

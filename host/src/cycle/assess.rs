@@ -148,11 +148,11 @@ fn select(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path) -> Selection 
     let remote_urls = remote_urls(repo, path);
     let mut calls = Vec::new();
     let mut plugin_failure = None;
-    if ctx.probe_options.fetch {
-        if let Some(failure) = all_circuits_open(ctx, repo, &remote_urls) {
-            let route = Route::CircuitOpen { remote: repo.primary_remote().name, failure };
-            return Selection { remote_urls, route, plugin_failure, calls };
-        }
+    if ctx.probe_options.fetch
+        && let Some(failure) = all_circuits_open(ctx, repo, &remote_urls)
+    {
+        let route = Route::CircuitOpen { remote: repo.primary_remote().name, failure };
+        return Selection { remote_urls, route, plugin_failure, calls };
     }
     let remotes = select_remotes(ctx, repo, &remote_urls, &mut calls).unwrap_or_else(|record| {
         plugin_failure = Some(PluginFailure::of(&record));
@@ -160,6 +160,9 @@ fn select(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path) -> Selection 
     });
     Selection { remote_urls, route: Route::Fetch(remotes), plugin_failure, calls }
 }
+
+/// One repository's probe and its fetches, filled in by whichever lane took it.
+type ProbeSlot = Mutex<Option<(RepoProbe, Vec<FetchRecord>)>>;
 
 /// Probes every repository on up to `lanes` threads, taking repositories in
 /// order from a shared counter; results come back in `repos`' order.
@@ -175,7 +178,7 @@ fn probe_all(
     let total = repos.len();
     let routes: Vec<(&Route, &BTreeMap<String, String>)> =
         selections.iter().map(|s| (&s.route, &s.remote_urls)).collect();
-    let slots: Vec<Mutex<Option<(RepoProbe, Vec<FetchRecord>)>>> = repos.iter().map(|_| Mutex::new(None)).collect();
+    let slots: Vec<ProbeSlot> = repos.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let work = || {
         loop {
@@ -196,7 +199,7 @@ fn probe_all(
     };
     std::thread::scope(|scope| {
         for _ in 1..lanes.clamp(1, total.max(1)) {
-            scope.spawn(&work);
+            scope.spawn(work);
         }
         // This thread is a lane too.
         work();
@@ -335,7 +338,7 @@ fn select_remotes(
     repo: &RepoPolicy,
     urls: &BTreeMap<String, String>,
     calls: &mut Vec<CallRecord>,
-) -> Result<Vec<String>, CallRecord> {
+) -> Result<Vec<String>, Box<CallRecord>> {
     let specs = candidates(repo);
     let candidates: Vec<Value> = specs
         .iter()

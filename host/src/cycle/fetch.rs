@@ -96,12 +96,11 @@ pub fn fetch_branch(repo: &Repository, remote: &str, branch: &str, timeout: Dura
         if allowed.contains(CredentialType::SSH_KEY) && std::env::var_os("SSH_AUTH_SOCK").is_some() {
             return Cred::ssh_key_from_agent(username.unwrap_or("git"));
         }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            if let Some(config) = &config {
-                if let Ok(cred) = Cred::credential_helper(config, &url, username) {
-                    return Ok(cred);
-                }
-            }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+            && let Some(config) = &config
+            && let Ok(cred) = Cred::credential_helper(config, &url, username)
+        {
+            return Ok(cred);
         }
         Err(git2::Error::new(
             ErrorCode::Auth,

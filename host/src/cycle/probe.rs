@@ -269,10 +269,10 @@ fn inspect(
     }
     let branch = head.shorthand().unwrap_or_default().to_owned();
     probe.branch = Some(branch.clone());
-    if let Some(expected) = &policy.branch {
-        if expected != &branch {
-            return Err(ProbeProblem::WrongBranch { expected: expected.clone(), actual: branch });
-        }
+    if let Some(expected) = &policy.branch
+        && expected != &branch
+    {
+        return Err(ProbeProblem::WrongBranch { expected: expected.clone(), actual: branch });
     }
     if repo.find_remote(remote).is_err() {
         return Err(ProbeProblem::MissingRemote { remote: remote.to_owned() });
@@ -329,13 +329,11 @@ fn incoming(repo: &Repository, head: git2::Oid, upstream: git2::Oid) -> Result<V
 fn upstream_branch_name(repo: &Repository, branch: &str, remote: &str) -> String {
     let refname = format!("refs/heads/{branch}");
     let configured_remote = repo.branch_upstream_remote(&refname).ok().and_then(|b| b.as_str().ok().map(str::to_owned));
-    if configured_remote.as_deref() == Some(remote) {
-        if let Some(merge) = repo.branch_upstream_merge(&refname).ok().and_then(|b| b.as_str().ok().map(str::to_owned))
-        {
-            if let Some(name) = merge.strip_prefix("refs/heads/") {
-                return name.to_owned();
-            }
-        }
+    if configured_remote.as_deref() == Some(remote)
+        && let Some(merge) = repo.branch_upstream_merge(&refname).ok().and_then(|b| b.as_str().ok().map(str::to_owned))
+        && let Some(name) = merge.strip_prefix("refs/heads/")
+    {
+        return name.to_owned();
     }
     branch.to_owned()
 }

@@ -92,10 +92,10 @@ impl RollbackIntelligence {
 
     /// The view if it reflects `head`, else a fold of the whole ledger.
     pub fn load(store: &StateStore, head: &LedgerHead) -> Result<Self, LedgerError> {
-        if let Ok(Some(envelope)) = store.read::<Self>(ViewName::RollbackIntelligence) {
-            if &envelope.ledger_head == head {
-                return Ok(envelope.data);
-            }
+        if let Ok(Some(envelope)) = store.read::<Self>(ViewName::RollbackIntelligence)
+            && &envelope.ledger_head == head
+        {
+            return Ok(envelope.data);
         }
         let path = store.path_of(ledger::LEDGER_FILE);
         let mut view = Self::default();

@@ -87,7 +87,8 @@ pub(crate) struct Failure {
     pub message: String,
     pub fuel_used: u64,
     pub peak_memory: usize,
-    pub state: Option<PluginState>,
+    /// Boxed: the sandbox state is large and failures are rare.
+    pub state: Option<Box<PluginState>>,
 }
 
 /// Calls the plugin's operation with `input` and records everything.
@@ -147,7 +148,7 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
             record.error = Some(failure.message);
             record.fuel_used = failure.fuel_used;
             record.peak_memory = failure.peak_memory as u64;
-            failure.state
+            failure.state.map(|state| *state)
         }
     };
     if let Some(state) = state {
@@ -227,7 +228,7 @@ fn call_with_digest(
                 outcome = CallOutcome::MemoryExhausted;
             }
             state.memory_exhausted = false;
-            Err(Failure { outcome, message: truncate(message), fuel_used, peak_memory, state: Some(state) })
+            Err(Failure { outcome, message: truncate(message), fuel_used, peak_memory, state: Some(Box::new(state)) })
         }
     }
 }

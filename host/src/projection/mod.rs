@@ -255,14 +255,14 @@ impl GraphSnapshot {
             }
             EventKind::LeaseReleased => {
                 let token = number(payload, "fencing_token");
-                if self.leases.get(&event.subject).is_some_and(|l| l.fencing_token == token) {
-                    if let Some(lease) = self.leases.remove(&event.subject) {
-                        self.edges.remove(&Edge {
-                            from: format!("tick:{}", lease.holder_tick),
-                            to: format!("lease:{}", lease.key),
-                            kind: "holds-lease".into(),
-                        });
-                    }
+                if self.leases.get(&event.subject).is_some_and(|l| l.fencing_token == token)
+                    && let Some(lease) = self.leases.remove(&event.subject)
+                {
+                    self.edges.remove(&Edge {
+                        from: format!("tick:{}", lease.holder_tick),
+                        to: format!("lease:{}", lease.key),
+                        kind: "holds-lease".into(),
+                    });
                 }
             }
             EventKind::RemoteHealthChanged => {
