@@ -54,9 +54,21 @@ pub fn scan(reader: impl BufRead, path: &Path, visit: impl FnMut(&HermesEvent)) 
     scan_from(reader, path, &Scan::empty(), visit)
 }
 
+/// Lines read and decoded together; each batch's lines are parsed and
+/// hashed on up to [`decoders`] threads, then linked and visited in order.
+const BATCH: usize = 4096;
+
+/// Below this many lines, a batch is decoded on the calling thread.
+const PARALLEL_FROM: usize = 512;
+
 /// Continues a scan: `reader` starts at byte `from.end` of the ledger,
 /// right after the event `from.head`. The result counts only the events
 /// read here; offsets and line numbers are those of the whole file.
+///
+/// Each line is parsed and its hash recomputed independently of the others
+/// (in parallel for large batches); the chain links (sequence number,
+/// `prev_hash`) and `visit` then run in file order, so the first bad line
+/// reported is the first bad line in the file.
 pub fn scan_from(
     mut reader: impl BufRead,
     path: &Path,
@@ -64,44 +76,87 @@ pub fn scan_from(
     mut visit: impl FnMut(&HermesEvent),
 ) -> Result<Scan, LedgerError> {
     let mut result = Scan { events: 0, newest_version: 0, torn_tail: None, ..from.clone() };
-    let mut line = Vec::new();
     // One event per line: the line number of event n is n.
     let mut line_no = from.head.seq;
     loop {
-        line.clear();
-        let read =
-            reader.read_until(b'\n', &mut line).map_err(|source| LedgerError::Io { path: path.to_owned(), source })?;
-        if read == 0 {
+        let mut lines: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+        while lines.len() < BATCH {
+            let mut line = Vec::new();
+            let read = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|source| LedgerError::Io { path: path.to_owned(), source })?;
+            if read == 0 {
+                break;
+            }
+            let torn = line.last() != Some(&b'\n');
+            lines.push(line);
+            if torn {
+                break;
+            }
+        }
+        if lines.is_empty() {
             return Ok(result);
         }
-        line_no += 1;
-        let expected_seq = result.head.seq + 1;
-        let torn = line.last() != Some(&b'\n');
-        let checked = check_line(&line, &result.head);
-        if torn {
-            result.torn_tail = Some(TornTail { offset: result.end, bytes: line.clone(), complete_event: checked.ok() });
-            return Ok(result);
+        let decoded = decode_all(&lines);
+        for (line, decoded) in lines.iter().zip(decoded) {
+            line_no += 1;
+            let expected_seq = result.head.seq + 1;
+            let checked = decoded.and_then(|(event, computed)| link(event, &computed, &result.head));
+            if line.last() != Some(&b'\n') {
+                result.torn_tail =
+                    Some(TornTail { offset: result.end, bytes: line.clone(), complete_event: checked.ok() });
+                return Ok(result);
+            }
+            let event = checked.map_err(|problem| LedgerError::Broken {
+                path: path.to_owned(),
+                line: line_no,
+                first_bad_seq: expected_seq,
+                problem,
+            })?;
+            visit(&event);
+            result.events += 1;
+            result.newest_version = result.newest_version.max(event.v);
+            result.head = LedgerHead { seq: event.seq, hash: event.hash };
+            result.head_offset = result.end;
+            result.end += line.len() as u64;
         }
-        let event = checked.map_err(|problem| LedgerError::Broken {
-            path: path.to_owned(),
-            line: line_no,
-            first_bad_seq: expected_seq,
-            problem,
-        })?;
-        visit(&event);
-        result.events += 1;
-        result.newest_version = result.newest_version.max(event.v);
-        result.head = LedgerHead { seq: event.seq, hash: event.hash };
-        result.head_offset = result.end;
-        result.end += read as u64;
     }
 }
 
-fn check_line(line: &[u8], prev: &LedgerHead) -> Result<HermesEvent, String> {
+/// Threads that decode a large batch: the machine's cores.
+fn decoders() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// [`decode`] of every line, in order; in parallel for large batches.
+fn decode_all(lines: &[Vec<u8>]) -> Vec<Result<(HermesEvent, String), String>> {
+    let threads = decoders();
+    if lines.len() < PARALLEL_FROM || threads < 2 {
+        return lines.iter().map(|line| decode(line)).collect();
+    }
+    let chunk = lines.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = lines
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|line| decode(line)).collect::<Vec<_>>()))
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
+}
+
+/// Parses one line and recomputes its hash: the event and the hash its
+/// contents call for.
+fn decode(line: &[u8]) -> Result<(HermesEvent, String), String> {
     let text = line.strip_suffix(b"\n").unwrap_or(line);
     let raw: serde_json::Value = serde_json::from_slice(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let computed = hash_of(&raw);
     let event: HermesEvent = serde_json::from_value(raw).map_err(|e| format!("not a valid event: {e}"))?;
+    Ok((event, computed))
+}
+
+/// Checks that `event` (whose contents hash to `computed`) is the event
+/// that follows `prev`.
+fn link(event: HermesEvent, computed: &str, prev: &LedgerHead) -> Result<HermesEvent, String> {
     let expected_seq = prev.seq + 1;
     if event.seq != expected_seq {
         return Err(format!(
@@ -122,4 +177,52 @@ fn check_line(line: &[u8], prev: &LedgerHead) -> Result<HermesEvent, String> {
         ));
     }
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::ledger::{EventKind, EventLedger, Pending};
+    use serde_json::json;
+
+    /// A ledger of `n` events, written in one append, and its bytes.
+    fn ledger_of(n: u64) -> (tempfile::TempDir, Vec<u8>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = cap_std::fs::Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").unwrap().to_utc();
+        let mut ledger = EventLedger::open(&dir, tmp.path(), Clock::Fixed(now)).unwrap();
+        let events = (0..n).map(|i| Pending::new(EventKind::RepoNoop, &format!("r{i}"), json!({ "i": i }))).collect();
+        ledger.append_all("t1", events).unwrap();
+        let bytes = std::fs::read(tmp.path().join(crate::ledger::LEDGER_FILE)).unwrap();
+        (tmp, bytes)
+    }
+
+    #[test]
+    fn a_large_scan_decodes_in_parallel_and_visits_in_order() {
+        let (_tmp, bytes) = ledger_of(3 * BATCH as u64 + 7);
+        let mut seen = Vec::new();
+        let scan = scan(bytes.as_slice(), Path::new("ledger"), |e| seen.push(e.seq)).unwrap();
+        assert_eq!(scan.events, 3 * BATCH as u64 + 7);
+        assert_eq!(scan.end, bytes.len() as u64);
+        assert!(seen.iter().copied().eq(1..=scan.events), "visited in file order");
+    }
+
+    #[test]
+    fn the_first_bad_line_of_a_large_scan_is_the_one_reported() {
+        let (_tmp, bytes) = ledger_of(2 * BATCH as u64);
+        let text = String::from_utf8(bytes).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        // Two edits: the earlier one, deep inside a parallel batch, is named.
+        for seq in [BATCH + 1500, BATCH + 3000] {
+            lines[seq - 1] = lines[seq - 1].replacen("\"i\":", "\"j\":", 1);
+        }
+        let damaged = lines.join("\n") + "\n";
+        let mut visited = 0;
+        match scan(damaged.as_bytes(), Path::new("ledger"), |_| visited += 1) {
+            Err(LedgerError::Broken { first_bad_seq, .. }) => assert_eq!(first_bad_seq, (BATCH + 1500) as u64),
+            other => panic!("expected a broken ledger, got {other:?}"),
+        }
+        assert_eq!(visited, BATCH + 1499, "nothing after the first bad event is visited");
+    }
 }
