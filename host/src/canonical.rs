@@ -68,7 +68,8 @@ fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)
     entries
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>) {
+/// Appends the canonical form of `value` to `out`.
+pub fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => write_entries(sorted_entries(map).into_iter(), out),
         Value::Array(items) => {
@@ -98,7 +99,8 @@ fn write_entries<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out
     out.push(b'}');
 }
 
-fn write_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+/// Appends a string, number, bool or null as JSON (canonical as is).
+pub fn write_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     // Strings and scalars have exactly one serde_json rendering; writing
     // into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);

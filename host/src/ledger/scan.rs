@@ -144,10 +144,59 @@ fn decode_all(lines: &[Vec<u8>]) -> Vec<Result<(HermesEvent, String), String>> {
     })
 }
 
+/// An event line with exactly the members of [`HermesEvent`]: the common
+/// case, parsed once into the event and hashed from it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Exact {
+    v: u32,
+    seq: u64,
+    time: String,
+    tick: String,
+    kind: String,
+    subject: String,
+    payload: serde_json::Value,
+    prev_hash: String,
+    hash: String,
+}
+
+impl Exact {
+    /// The canonical JSON of the event without `hash` (members in sorted
+    /// order), exactly what [`hash_of`] hashes for the same line.
+    fn hash(&self) -> String {
+        use crate::canonical::{sha256_hex, write_scalar, write_value};
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"kind\":");
+        write_scalar(&self.kind, &mut out);
+        out.extend_from_slice(b",\"payload\":");
+        write_value(&self.payload, &mut out);
+        out.extend_from_slice(b",\"prev_hash\":");
+        write_scalar(&self.prev_hash, &mut out);
+        out.extend_from_slice(b",\"seq\":");
+        write_scalar(&self.seq, &mut out);
+        out.extend_from_slice(b",\"subject\":");
+        write_scalar(&self.subject, &mut out);
+        out.extend_from_slice(b",\"tick\":");
+        write_scalar(&self.tick, &mut out);
+        out.extend_from_slice(b",\"time\":");
+        write_scalar(&self.time, &mut out);
+        out.extend_from_slice(b",\"v\":");
+        write_scalar(&self.v, &mut out);
+        out.push(b'}');
+        sha256_hex(&out)
+    }
+}
+
 /// Parses one line and recomputes its hash: the event and the hash its
-/// contents call for.
+/// contents call for. A line with other members (a newer format, or an
+/// edit) takes the general path: every member but `hash` is hashed.
 fn decode(line: &[u8]) -> Result<(HermesEvent, String), String> {
     let text = line.strip_suffix(b"\n").unwrap_or(line);
+    if let Ok(exact) = serde_json::from_slice::<Exact>(text) {
+        let computed = exact.hash();
+        let Exact { v, seq, time, tick, kind, subject, payload, prev_hash, hash } = exact;
+        return Ok((HermesEvent { v, seq, time, tick, kind, subject, payload, prev_hash, hash }, computed));
+    }
     let raw: serde_json::Value = serde_json::from_slice(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let computed = hash_of(&raw);
     let event: HermesEvent = serde_json::from_value(raw).map_err(|e| format!("not a valid event: {e}"))?;
@@ -196,6 +245,31 @@ mod tests {
         ledger.append_all("t1", events).unwrap();
         let bytes = std::fs::read(tmp.path().join(crate::ledger::LEDGER_FILE)).unwrap();
         (tmp, bytes)
+    }
+
+    #[test]
+    fn the_exact_path_hashes_as_the_general_one() {
+        let payload = json!({ "z": [1, -2.5, "é\u{1F600}\n\"q\""], "a": { "y": null, "b": true }, "\u{E000}": 1 });
+        let event = HermesEvent {
+            v: 1,
+            seq: 7,
+            time: "2026-11-25T10:00:00Z".into(),
+            tick: "t/1".into(),
+            kind: "repo-noop".into(),
+            subject: "r\u{7f}".into(),
+            payload,
+            prev_hash: "00".into(),
+            hash: String::new(),
+        };
+        let line = serde_json::to_vec(&event).unwrap();
+        let (decoded, computed) = decode(&line).unwrap();
+        assert_eq!(computed, crate::ledger::event::hash_of(&serde_json::from_slice(&line).unwrap()));
+        assert_eq!(decoded, event);
+        // An extra member is hashed too (general path): it changes the hash.
+        let mut extra: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        extra["x"] = json!(1);
+        let (_, with_extra) = decode(&serde_json::to_vec(&extra).unwrap()).unwrap();
+        assert_ne!(with_extra, computed);
     }
 
     #[test]
