@@ -79,32 +79,34 @@ pub fn scan_from(
     // One event per line: the line number of event n is n.
     let mut line_no = from.head.seq;
     loop {
-        let mut lines: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-        while lines.len() < BATCH {
-            let mut line = Vec::new();
+        // The batch's lines, back to back in one buffer.
+        let mut buffer = Vec::new();
+        let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
+        while bounds.len() < BATCH {
+            let start = buffer.len();
             let read = reader
-                .read_until(b'\n', &mut line)
+                .read_until(b'\n', &mut buffer)
                 .map_err(|source| LedgerError::Io { path: path.to_owned(), source })?;
             if read == 0 {
                 break;
             }
-            let torn = line.last() != Some(&b'\n');
-            lines.push(line);
-            if torn {
+            bounds.push((start, buffer.len()));
+            if buffer.last() != Some(&b'\n') {
                 break;
             }
         }
-        if lines.is_empty() {
+        if bounds.is_empty() {
             return Ok(result);
         }
+        let lines: Vec<&[u8]> = bounds.iter().map(|&(start, end)| &buffer[start..end]).collect();
         let decoded = decode_all(&lines);
-        for (line, decoded) in lines.iter().zip(decoded) {
+        for (&line, decoded) in lines.iter().zip(decoded) {
             line_no += 1;
             let expected_seq = result.head.seq + 1;
             let checked = decoded.and_then(|(event, computed)| link(event, &computed, &result.head));
             if line.last() != Some(&b'\n') {
                 result.torn_tail =
-                    Some(TornTail { offset: result.end, bytes: line.clone(), complete_event: checked.ok() });
+                    Some(TornTail { offset: result.end, bytes: line.to_vec(), complete_event: checked.ok() });
                 return Ok(result);
             }
             let event = checked.map_err(|problem| LedgerError::Broken {
@@ -129,7 +131,7 @@ fn decoders() -> usize {
 }
 
 /// [`decode`] of every line, in order; in parallel for large batches.
-fn decode_all(lines: &[Vec<u8>]) -> Vec<Result<(HermesEvent, String), String>> {
+fn decode_all(lines: &[&[u8]]) -> Vec<Result<(HermesEvent, String), String>> {
     let threads = decoders();
     if lines.len() < PARALLEL_FROM || threads < 2 {
         return lines.iter().map(|line| decode(line)).collect();
