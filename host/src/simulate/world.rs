@@ -18,8 +18,11 @@
 //! recorded under that URL.
 
 use super::scenario::{Scenario, SimRepo, Step};
+use crate::coordinate::{Acquire, Holder, LeaseManager};
 use crate::demo;
+use crate::ledger::GENESIS_HASH;
 use crate::policy::{self, Policy};
+use crate::state::{LedgerHead, StateStore, ViewName};
 use chrono::{DateTime, Utc};
 use git2::{Oid, Repository};
 use serde_json::{Value, json};
@@ -294,28 +297,34 @@ impl World {
         Ok(oid)
     }
 
-    /// Writes a lease of `repo` held by another process into the lease
-    /// table (`state/coordination_leases.json`, the view envelope around
-    /// `{leases, fencing_high_water}`), keeping the leases already there.
+    /// Grants `repo`'s lease to another process (host [`FOREIGN_HOST`], pid
+    /// [`FOREIGN_PID`]) for `ttl_minutes` from `now`, through the lease
+    /// manager a cycle uses, so the table is written exactly as a real
+    /// holder would leave it. The table keeps the ledger head it records.
     fn foreign_lease(&self, repo: &str, ttl_minutes: u32, now: DateTime<Utc>) -> Result<(), WorldError> {
-        let rel = "state/coordination_leases.json";
-        let fail = build_err(rel);
-        let mut view: Value = match std::fs::read(self.home.join(rel)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| build_err(rel)(e.to_string()))?,
-            Err(_) => json!({ "format_version": 1, "view": "coordination_leases", "written_at": stamp(now),
-                              "ledger_head": { "seq": 0, "hash": "0".repeat(64) },
-                              "data": { "leases": {}, "fencing_high_water": 0 } }),
+        let what = format!("state/{}", ViewName::CoordinationLeases.file_name());
+        let fail = |message: String| build_err(what.clone())(message);
+        let store = StateStore::open(&self.home.join("state")).map_err(|e| fail(e.to_string()))?;
+        let head = match store.read::<Value>(ViewName::CoordinationLeases).map_err(|e| fail(e.to_string()))? {
+            Some(envelope) => envelope.ledger_head,
+            None => LedgerHead { seq: 0, hash: GENESIS_HASH.to_owned() },
         };
-        let token = view["data"]["fencing_high_water"].as_u64().unwrap_or(0) + 1;
-        let expires = now + chrono::Duration::minutes(i64::from(ttl_minutes));
-        view["data"]["leases"][repo] = json!({
-            "key": repo,
-            "holder": { "host": FOREIGN_HOST, "pid": FOREIGN_PID, "tick": format!("{}-foreign", now.format("%Y%m%dT%H%M%S%3fZ")) },
-            "acquired_at": stamp(now), "renewed_at": stamp(now), "expires_at": stamp(expires),
-            "ttl_secs": u64::from(ttl_minutes) * 60, "transitions": 1, "fencing_token": token
-        });
-        view["data"]["fencing_high_water"] = json!(token);
-        self.write_json(rel, &view).map_err(|e| fail(e.to_string()))
+        let holder = Holder {
+            host: FOREIGN_HOST.to_owned(),
+            pid: FOREIGN_PID,
+            tick: format!("{}-foreign", now.format("%Y%m%dT%H%M%S%3fZ")),
+        };
+        let ttl = std::time::Duration::from_secs(u64::from(ttl_minutes) * 60);
+        let outcome = LeaseManager::new(&store, holder, ttl, std::time::Duration::ZERO)
+            .and_then(|leases| leases.acquire(repo, now, &head))
+            .map_err(|e| fail(e.to_string()))?;
+        match outcome {
+            Acquire::Conflict { held_by } => Err(fail(format!(
+                "{repo}'s lease is already held by tick {} until {}",
+                held_by.holder.tick, held_by.expires_at
+            ))),
+            Acquire::Granted { .. } | Acquire::Renewed { .. } => Ok(()),
+        }
     }
 
     /// The URL a remote has now (its down URL while down).
@@ -351,10 +360,6 @@ pub fn baseline_telemetry() -> Value {
     json!({ "$comment": "written by hermes simulate: pinned calm telemetry, changed by pressure steps",
             "load_milli_per_core": 200, "cores": 4, "mem_free_mib": 8192, "mem_total_mib": 16384,
             "disk_free_mib": 100000, "disk_path": "/" })
-}
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The first 8 hex digits of a commit id.
