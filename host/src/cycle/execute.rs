@@ -169,8 +169,7 @@ pub fn prepare_level(
     let mut batch = step.leases.batch(step.clock.now(), ledger.head())?;
     let mut events = Vec::new();
     // An upgrade with a canary renews after its canary instead.
-    for (decision, go) in ready.iter().filter(|(_, go)| go.repo.canary.is_none() && step.policy.checks.canary.is_none())
-    {
+    for (decision, go) in ready.iter().filter(|(_, go)| canary_of(step, go.repo).is_none()) {
         let name = &decision.repo;
         let token = go.lease.fencing_token;
         match batch.renew(name, token) {
@@ -193,6 +192,11 @@ pub fn prepare_level(
     batch.commit()?;
     ledger.append_all(step.tick, events)?;
     Ok(renewals)
+}
+
+/// The canary of `repo`: its own, else the policy's.
+fn canary_of<'a>(step: &Step<'a>, repo: &'a RepoPolicy) -> Option<&'a CommandSpec> {
+    repo.canary.as_ref().or(step.policy.checks.canary.as_ref())
 }
 
 /// Whether half of `lease`'s TTL has passed since it was last renewed.
@@ -241,7 +245,7 @@ pub fn execute(
     let path = repo.resolved_path(step.workspace.home());
     let name = &decision.repo;
 
-    let canary = repo.canary.as_ref().or(step.policy.checks.canary.as_ref());
+    let canary = canary_of(step, repo);
     let canary_ran = canary.is_some();
     if let Some(canary) = canary {
         let outcome = run_canary(step, name, &path, target, canary);

@@ -24,7 +24,7 @@
 
 pub mod event;
 pub mod read;
-mod scan;
+pub mod scan;
 
 pub use event::{EVENT_FORMAT_VERSION, EventKind, GENESIS_HASH, HermesEvent};
 pub use scan::{Scan, TornTail, scan, scan_from};
@@ -64,10 +64,8 @@ fn tail_position(mut file: std::fs::File) -> Option<Scan> {
         None if start == 0 => 0,
         None => return None,
     };
-    let raw: Value = serde_json::from_slice(&window[line_start..end]).ok()?;
-    let hash = event::hash_of(&raw);
-    let event: HermesEvent = serde_json::from_value(raw).ok()?;
-    if event.hash != hash || event.v > EVENT_FORMAT_VERSION {
+    let (event, computed) = scan::decode(&window[line_start..end]).ok()?;
+    if event.hash != computed || event.v > EVENT_FORMAT_VERSION {
         return None;
     }
     Some(Scan {
@@ -319,7 +317,8 @@ impl EventLedger {
         let mut bytes = Vec::new();
         let mut written = Vec::with_capacity(events.len());
         let mut head = self.known.head.clone();
-        let mut ends = Vec::with_capacity(events.len());
+        // Where the last event's line starts, relative to `bytes`.
+        let mut last_start = 0;
         for pending in events {
             let mut event = HermesEvent {
                 v: EVENT_FORMAT_VERSION,
@@ -333,10 +332,10 @@ impl EventLedger {
                 hash: String::new(),
             };
             event.hash = event.compute_hash();
+            last_start = bytes.len() as u64;
             serde_json::to_writer(&mut bytes, &event)
                 .map_err(|e| LedgerError::Io { path: self.path.clone(), source: io::Error::other(e) })?;
             bytes.push(b'\n');
-            ends.push(bytes.len() as u64);
             head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
             written.push(event);
         }
@@ -347,7 +346,6 @@ impl EventLedger {
         }
         self.write_durable(&bytes)?;
         let start = self.known.end;
-        let last_start = ends.len().checked_sub(2).map_or(0, |i| ends[i]);
         self.known.head = head;
         self.known.head_offset = start + last_start;
         self.known.end = start + bytes.len() as u64;

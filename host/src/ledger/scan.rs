@@ -192,7 +192,9 @@ impl Exact {
 /// Parses one line and recomputes its hash: the event and the hash its
 /// contents call for. A line with other members (a newer format, or an
 /// edit) takes the general path: every member but `hash` is hashed.
-fn decode(line: &[u8]) -> Result<(HermesEvent, String), String> {
+/// Every reader of a single line (the scan, the tick's tail, a checkpoint's
+/// head) decodes it here.
+pub fn decode(line: &[u8]) -> Result<(HermesEvent, String), String> {
     let text = line.strip_suffix(b"\n").unwrap_or(line);
     if let Ok(exact) = serde_json::from_slice::<Exact>(text) {
         let computed = exact.hash();

@@ -145,11 +145,8 @@ fn agrees(file: &std::fs::File, path: &Path, head: &LedgerHead, head_offset: u64
     if head_offset + line.len() as u64 != end || line.last() != Some(&b'\n') {
         return Err(format!("the ledger has no whole line at bytes {head_offset}..{end}"));
     }
-    let raw: serde_json::Value =
-        serde_json::from_slice(&line).map_err(|e| format!("the line at byte {head_offset} is not JSON: {e}"))?;
-    let hash = ledger::event::hash_of(&raw);
-    let event: ledger::HermesEvent =
-        serde_json::from_value(raw).map_err(|e| format!("the line at byte {head_offset} is not an event: {e}"))?;
+    let (event, hash) =
+        ledger::scan::decode(&line).map_err(|problem| format!("the line at byte {head_offset} is {problem}"))?;
     if event.seq != head.seq || event.hash != head.hash || hash != event.hash {
         return Err(format!(
             "the ledger holds event {} with hash {} at byte {head_offset}, the checkpoint expects event {} with hash {}",

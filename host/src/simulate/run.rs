@@ -8,6 +8,7 @@
 use super::report::{Failure, RemoteRow, RepoRow, ScenarioReport, Status, TickRecord};
 use super::scenario::{Expect, HeadExpect, Range, Scenario, SimTick, tick_time};
 use super::world::{World, WorldError};
+use crate::state::ViewName;
 use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -252,17 +253,17 @@ struct State {
 
 impl State {
     fn read(home: &Path) -> Self {
-        let view = |file: &str| -> Option<Value> {
-            serde_json::from_slice(&std::fs::read(home.join("state").join(file)).ok()?).ok()
+        let view = |name: ViewName| -> Option<Value> {
+            serde_json::from_slice(&std::fs::read(home.join("state").join(name.file_name())).ok()?).ok()
         };
         Self {
-            summary: view("auto_safe_upgrade_summary.json"),
-            plan: view("global_orchestration_plan.json"),
-            integrity: view("control_plane_integrity.json"),
-            resource: view("runtime_resource_state.json"),
-            intelligence: view("runtime_intelligence.json").unwrap_or_default(),
-            health: view("remote_health.json").unwrap_or_default(),
-            federation: view("remote_federation_state.json").unwrap_or_default(),
+            summary: view(ViewName::UpgradeSummary),
+            plan: view(ViewName::GlobalOrchestrationPlan),
+            integrity: view(ViewName::ControlPlaneIntegrity),
+            resource: view(ViewName::RuntimeResourceState),
+            intelligence: view(ViewName::RuntimeIntelligence).unwrap_or_default(),
+            health: view(ViewName::RemoteHealth).unwrap_or_default(),
+            federation: view(ViewName::RemoteFederationState).unwrap_or_default(),
         }
     }
 }
