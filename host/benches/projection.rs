@@ -87,9 +87,7 @@ fn write_ledger(state_dir: &Path, n: u64) {
             prev_hash: prev,
             hash: String::new(),
         };
-        event.hash = event.compute_hash();
-        serde_json::to_writer(&mut out, &event).expect("write");
-        out.write_all(b"\n").expect("write");
+        out.write_all(&event.seal()).expect("write");
         prev = event.hash;
     }
     out.flush().expect("flush");

@@ -6,6 +6,13 @@
 //! is the previous event's `hash` ([`GENESIS_HASH`] for the first), so the
 //! lines form a chain that any edit, insertion, deletion or reordering breaks.
 //!
+//! Writers put the members in canonical order with `hash` last
+//! ([`HermesEvent::seal`]): everything before `,"hash":` plus the closing
+//! brace is then exactly the canonical JSON the hash covers, so a reader
+//! verifies such a line by hashing its bytes, without rebuilding it. Lines
+//! in any other layout (written before this layout, or by hand) verify
+//! through their canonical JSON, as before; both are the same hash.
+//!
 //! `v` is the event format version. Readers accept every version up to
 //! [`EVENT_FORMAT_VERSION`] (and verify newer ones as far as the chain goes);
 //! writers refuse to append after an event newer than they are.
@@ -48,7 +55,204 @@ pub struct HermesEvent {
 impl HermesEvent {
     /// The hash this event's contents call for.
     pub fn compute_hash(&self) -> String {
-        hash_of(&serde_json::to_value(self).unwrap_or(Value::Null))
+        canonical::sha256_hex(&self.as_ref().canonical_body())
+    }
+
+    /// Sets `hash` from the contents and returns the event's line as
+    /// writers write it: canonical members, `hash` last, `\n` at the end.
+    pub fn seal(&mut self) -> Vec<u8> {
+        let mut line = self.as_ref().canonical_body();
+        self.hash = canonical::sha256_hex(&line);
+        line.pop(); // the closing brace
+        line.extend_from_slice(HASH_MEMBER);
+        line.extend_from_slice(self.hash.as_bytes());
+        line.extend_from_slice(b"\"}\n");
+        line
+    }
+
+    /// The event as a borrowed view.
+    pub fn as_ref(&self) -> EventRef<'_> {
+        EventRef {
+            v: self.v,
+            seq: self.seq,
+            time: &self.time,
+            tick: &self.tick,
+            kind: &self.kind,
+            subject: &self.subject,
+            payload: Payload::Value(std::borrow::Cow::Borrowed(&self.payload)),
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
+}
+
+/// What precedes the hash at the end of a line [`HermesEvent::seal`] wrote.
+const HASH_MEMBER: &[u8] = b",\"hash\":\"";
+
+/// Length of the end of a sealed line: `,"hash":"`, 64 hex digits, `"}`.
+const SEALED_TAIL: usize = HASH_MEMBER.len() + 64 + 2;
+
+/// Whether `text` (a line without its newline) is in the layout
+/// [`HermesEvent::seal`] writes and its bytes (everything before `,"hash":`
+/// plus the closing brace) hash to the hash it carries.
+pub fn seal_verifies(text: &[u8]) -> bool {
+    let Some(split) = text.len().checked_sub(SEALED_TAIL) else { return false };
+    let (body, tail) = text.split_at(split);
+    let Some(stored) = tail.strip_prefix(HASH_MEMBER).and_then(|t| t.strip_suffix(b"\"}")) else { return false };
+    let Some(stored) = Digest::from_hex(stored) else { return false };
+    use sha2::Digest as _;
+    let mut sha = sha2::Sha256::new();
+    sha.update(body);
+    sha.update(b"}");
+    stored.0 == <[u8; 32]>::from(sha.finalize())
+}
+
+/// A `hash` or `prev_hash` as the chain compares them: a SHA-256 digest
+/// when the text is one in lower-case hex, the text itself otherwise (a
+/// damaged line; it never matches a digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainHash {
+    Digest(Digest),
+    Other(String),
+}
+
+impl ChainHash {
+    pub fn parse(text: &str) -> ChainHash {
+        Digest::from_hex(text.as_bytes()).map_or_else(|| ChainHash::Other(text.to_owned()), ChainHash::Digest)
+    }
+
+    /// Replaces `out` with the hash's text (reusing its allocation).
+    pub fn write_to(&self, out: &mut String) {
+        out.clear();
+        match self {
+            ChainHash::Digest(digest) => digest.write_hex(out),
+            ChainHash::Other(text) => out.push_str(text),
+        }
+    }
+}
+
+impl std::fmt::Display for ChainHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = String::new();
+        self.write_to(&mut text);
+        f.write_str(&text)
+    }
+}
+
+/// A SHA-256 digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest written as 64 lower-case hex digits, if `hex` is one.
+    pub fn from_hex(hex: &[u8]) -> Option<Digest> {
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(Digest(digest))
+    }
+
+    /// Appends the digest as lower-case hex.
+    pub fn write_hex(&self, out: &mut String) {
+        canonical::push_hex(&self.0, out);
+    }
+}
+
+/// A borrowed event: the members of a ledger line as the scan found them
+/// (the payload still as its raw JSON when the line was read in the sealed
+/// layout), or of a [`HermesEvent`].
+#[derive(Debug, Clone)]
+pub struct EventRef<'a> {
+    pub v: u32,
+    pub seq: u64,
+    pub time: &'a str,
+    pub tick: &'a str,
+    pub kind: &'a str,
+    pub subject: &'a str,
+    pub payload: Payload<'a>,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
+/// An event's payload, parsed or not yet.
+#[derive(Debug, Clone)]
+pub enum Payload<'a> {
+    /// The JSON text as the line holds it.
+    Raw(&'a serde_json::value::RawValue),
+    Value(std::borrow::Cow<'a, Value>),
+}
+
+impl Payload<'_> {
+    /// The payload read as `T` (`None` when it does not fit `T`).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        match self {
+            Payload::Raw(raw) => serde_json::from_str(raw.get())
+                .ok()
+                // serde_json::Value keeps the last of duplicated members; so does this.
+                .or_else(|| T::deserialize(&serde_json::from_str::<Value>(raw.get()).ok()?).ok()),
+            Payload::Value(value) => T::deserialize(value.as_ref()).ok(),
+        }
+    }
+
+    /// The payload as a JSON value.
+    pub fn into_value(self) -> Result<Value, serde_json::Error> {
+        match self {
+            Payload::Raw(raw) => serde_json::from_str(raw.get()),
+            Payload::Value(value) => Ok(value.into_owned()),
+        }
+    }
+}
+
+impl EventRef<'_> {
+    /// The canonical JSON of the event without `hash`: what its hash covers.
+    pub fn canonical_body(&self) -> Vec<u8> {
+        use crate::canonical::{write_scalar, write_value};
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"kind\":");
+        write_scalar(self.kind, &mut out);
+        out.extend_from_slice(b",\"payload\":");
+        match &self.payload {
+            Payload::Value(value) => write_value(value, &mut out),
+            Payload::Raw(raw) => write_value(&serde_json::from_str(raw.get()).unwrap_or(Value::Null), &mut out),
+        }
+        out.extend_from_slice(b",\"prev_hash\":");
+        write_scalar(self.prev_hash, &mut out);
+        out.extend_from_slice(b",\"seq\":");
+        write_scalar(&self.seq, &mut out);
+        out.extend_from_slice(b",\"subject\":");
+        write_scalar(self.subject, &mut out);
+        out.extend_from_slice(b",\"tick\":");
+        write_scalar(self.tick, &mut out);
+        out.extend_from_slice(b",\"time\":");
+        write_scalar(self.time, &mut out);
+        out.extend_from_slice(b",\"v\":");
+        write_scalar(&self.v, &mut out);
+        out.push(b'}');
+        out
+    }
+
+    /// The event as an owned [`HermesEvent`].
+    pub fn into_owned(self) -> Result<HermesEvent, serde_json::Error> {
+        Ok(HermesEvent {
+            v: self.v,
+            seq: self.seq,
+            time: self.time.to_owned(),
+            tick: self.tick.to_owned(),
+            kind: self.kind.to_owned(),
+            subject: self.subject.to_owned(),
+            payload: self.payload.into_value()?,
+            prev_hash: self.prev_hash.to_owned(),
+            hash: self.hash.to_owned(),
+        })
     }
 }
 

@@ -26,8 +26,8 @@ pub mod event;
 pub mod read;
 pub mod scan;
 
-pub use event::{EVENT_FORMAT_VERSION, EventKind, GENESIS_HASH, HermesEvent};
-pub use scan::{Scan, TornTail, scan, scan_from};
+pub use event::{EVENT_FORMAT_VERSION, EventKind, EventRef, GENESIS_HASH, HermesEvent, Payload};
+pub use scan::{Scan, TornTail, scan, scan_from, scan_map};
 
 use crate::canonical;
 use crate::clock::Clock;
@@ -331,11 +331,8 @@ impl EventLedger {
                 prev_hash: head.hash.clone(),
                 hash: String::new(),
             };
-            event.hash = event.compute_hash();
             last_start = bytes.len() as u64;
-            serde_json::to_writer(&mut bytes, &event)
-                .map_err(|e| LedgerError::Io { path: self.path.clone(), source: io::Error::other(e) })?;
-            bytes.push(b'\n');
+            bytes.extend_from_slice(&event.seal());
             head = LedgerHead { seq: event.seq, hash: event.hash.clone() };
             written.push(event);
         }

@@ -1,10 +1,16 @@
-//! Reading and verifying the ledger's hash chain.
+//! Reading and verifying the ledger's hash chain, in parallel where the
+//! ledger is long.
 
 use super::LedgerError;
-use super::event::{GENESIS_HASH, HermesEvent, hash_of};
+use super::event::{ChainHash, EventRef, GENESIS_HASH, HermesEvent, Payload, hash_of, seal_verifies};
+use crate::canonical::sha256_hex;
 use crate::state::LedgerHead;
-use std::io::BufRead;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::io::{BufRead, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 /// A final fragment without its newline, left by a crash mid-append.
 #[derive(Debug, Clone)]
@@ -54,74 +60,159 @@ pub fn scan(reader: impl BufRead, path: &Path, visit: impl FnMut(&HermesEvent)) 
     scan_from(reader, path, &Scan::empty(), visit)
 }
 
-/// Lines read and decoded together; each batch's lines are parsed and
-/// hashed on up to [`decoders`] threads, then linked and visited in order.
-const BATCH: usize = 4096;
-
-/// Below this many lines, a batch is decoded on the calling thread.
-const PARALLEL_FROM: usize = 512;
-
 /// Continues a scan: `reader` starts at byte `from.end` of the ledger,
 /// right after the event `from.head`. The result counts only the events
 /// read here; offsets and line numbers are those of the whole file.
-///
-/// Each line is parsed and its hash recomputed independently of the others
-/// (in parallel for large batches); the chain links (sequence number,
-/// `prev_hash`) and `visit` then run in file order, so the first bad line
-/// reported is the first bad line in the file.
 pub fn scan_from(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     path: &Path,
     from: &Scan,
     mut visit: impl FnMut(&HermesEvent),
 ) -> Result<Scan, LedgerError> {
-    let mut result = Scan { events: 0, newest_version: 0, torn_tail: None, ..from.clone() };
-    // One event per line: the line number of event n is n.
-    let mut line_no = from.head.seq;
-    loop {
-        // The batch's lines, back to back in one buffer.
-        let mut buffer = Vec::new();
-        let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
-        while bounds.len() < BATCH {
-            let start = buffer.len();
-            let read = reader
-                .read_until(b'\n', &mut buffer)
-                .map_err(|source| LedgerError::Io { path: path.to_owned(), source })?;
-            if read == 0 {
-                break;
+    scan_map(reader, path, from, owned, |event| visit(&event))
+}
+
+/// Bytes read and decoded together (whole lines: a batch ends at the end
+/// of the line that crosses this size).
+const BATCH_BYTES: usize = 2 << 20;
+
+/// Below this many lines, a batch is decoded on the calling thread.
+const PARALLEL_FROM: usize = 512;
+
+/// [`scan_from`] with the work split in two: `map` turns each event into
+/// what the caller needs (on the decoding threads, in any order, while the
+/// line's bytes are at hand), and `visit` receives the results in file
+/// order, each only once its event is known to chain on.
+///
+/// Each line is parsed and its hash recomputed independently of the others,
+/// in batches of [`BATCH_BYTES`] spread over the machine's cores; the next
+/// batch is decoded while this one's links (sequence number, `prev_hash`)
+/// are checked and its results visited. The first bad line reported is the
+/// first bad line in the file, and nothing after it is visited. An error
+/// from `map` is that line's problem.
+pub fn scan_map<T: Send>(
+    mut reader: impl BufRead,
+    path: &Path,
+    from: &Scan,
+    map: impl Fn(EventRef<'_>) -> Result<T, String> + Sync,
+    mut visit: impl FnMut(T),
+) -> Result<Scan, LedgerError> {
+    let mut scanned = Scanned {
+        path,
+        scan: Scan { events: 0, newest_version: 0, torn_tail: None, ..from.clone() },
+        // One event per line: the line number of event n is n.
+        line_no: from.head.seq,
+        head_hash: ChainHash::parse(&from.head.hash),
+    };
+    let map = &map;
+    std::thread::scope(|scope| {
+        let mut in_flight: Option<Batch<'_, T>> = None;
+        loop {
+            let next = Lines::read(&mut reader, path)?.map(|lines| Batch::decode(scope, lines, map));
+            if let Some(batch) = in_flight.take()
+                && !scanned.link(batch, &mut visit)?
+            {
+                return Ok(scanned.finish());
             }
+            match next {
+                Some(batch) => in_flight = Some(batch),
+                None => return Ok(scanned.finish()),
+            }
+        }
+    })
+}
+
+/// The [`scan_map`] mapping that keeps whole events.
+fn owned(event: EventRef<'_>) -> Result<HermesEvent, String> {
+    event.into_owned().map_err(|e| format!("not a valid event: {e}"))
+}
+
+/// A batch's lines, back to back in one buffer.
+struct Lines {
+    buffer: Vec<u8>,
+    bounds: Vec<(usize, usize)>,
+}
+
+impl Lines {
+    /// Reads the next batch of lines; `None` at the end. A final line
+    /// without its newline ends the batch.
+    fn read(reader: &mut impl BufRead, path: &Path) -> Result<Option<Self>, LedgerError> {
+        let io_err = |source| LedgerError::Io { path: path.to_owned(), source };
+        let mut buffer = Vec::with_capacity(BATCH_BYTES + 4096);
+        reader.by_ref().take(BATCH_BYTES as u64).read_to_end(&mut buffer).map_err(io_err)?;
+        if buffer.last().is_some_and(|b| *b != b'\n') {
+            reader.read_until(b'\n', &mut buffer).map_err(io_err)?;
+        }
+        let mut bounds = Vec::with_capacity(buffer.len() / 256);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &buffer) {
+            bounds.push((start, end + 1));
+            start = end + 1;
+        }
+        if start < buffer.len() {
             bounds.push((start, buffer.len()));
-            if buffer.last() != Some(&b'\n') {
-                break;
-            }
         }
-        if bounds.is_empty() {
-            return Ok(result);
+        Ok((!bounds.is_empty()).then_some(Lines { buffer, bounds }))
+    }
+
+    fn line(&self, i: usize) -> &[u8] {
+        let (start, end) = self.bounds[i];
+        &self.buffer[start..end]
+    }
+
+    /// [`decode_with`] of lines `range`.
+    fn decode<T>(
+        &self,
+        range: std::ops::Range<usize>,
+        map: &impl Fn(EventRef<'_>) -> Result<T, String>,
+    ) -> Vec<Result<Decoded<T>, String>> {
+        range.map(|i| decode_with(self.line(i), map)).collect()
+    }
+}
+
+/// A batch being decoded: its lines, and their decodings in parts (each
+/// part a decoding thread's share, in order).
+struct Batch<'scope, T> {
+    lines: Arc<Lines>,
+    parts: Vec<Part<'scope, T>>,
+}
+
+enum Part<'scope, T> {
+    Ready(Vec<Result<Decoded<T>, String>>),
+    Running(std::thread::ScopedJoinHandle<'scope, Vec<Result<Decoded<T>, String>>>),
+}
+
+impl<'scope, T: Send + 'scope> Batch<'scope, T> {
+    /// Starts decoding `lines`: on one thread per core for a large batch,
+    /// right here for a small one.
+    fn decode<'env, F>(scope: &'scope std::thread::Scope<'scope, 'env>, lines: Lines, map: &'env F) -> Self
+    where
+        F: Fn(EventRef<'_>) -> Result<T, String> + Sync,
+    {
+        let count = lines.bounds.len();
+        let threads = decoders();
+        if count < PARALLEL_FROM || threads < 2 {
+            let decoded = lines.decode(0..count, map);
+            return Batch { lines: Arc::new(lines), parts: vec![Part::Ready(decoded)] };
         }
-        let lines: Vec<&[u8]> = bounds.iter().map(|&(start, end)| &buffer[start..end]).collect();
-        let decoded = decode_all(&lines);
-        for (&line, decoded) in lines.iter().zip(decoded) {
-            line_no += 1;
-            let expected_seq = result.head.seq + 1;
-            let checked = decoded.and_then(|(event, computed)| link(event, &computed, &result.head));
-            if line.last() != Some(&b'\n') {
-                result.torn_tail =
-                    Some(TornTail { offset: result.end, bytes: line.to_vec(), complete_event: checked.ok() });
-                return Ok(result);
-            }
-            let event = checked.map_err(|problem| LedgerError::Broken {
-                path: path.to_owned(),
-                line: line_no,
-                first_bad_seq: expected_seq,
-                problem,
-            })?;
-            visit(&event);
-            result.events += 1;
-            result.newest_version = result.newest_version.max(event.v);
-            result.head = LedgerHead { seq: event.seq, hash: event.hash };
-            result.head_offset = result.end;
-            result.end += line.len() as u64;
-        }
+        let lines = Arc::new(lines);
+        let chunk = count.div_ceil(threads);
+        let parts = (0..count)
+            .step_by(chunk)
+            .map(|start| {
+                let lines = Arc::clone(&lines);
+                Part::Running(scope.spawn(move || lines.decode(start..count.min(start + chunk), map)))
+            })
+            .collect();
+        Batch { lines, parts }
+    }
+
+    /// The decodings, in line order, as the parts finish.
+    fn decoded(self) -> impl Iterator<Item = Result<Decoded<T>, String>> {
+        self.parts.into_iter().flat_map(|part| match part {
+            Part::Ready(decoded) => decoded,
+            Part::Running(worker) => worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        })
     }
 }
 
@@ -130,106 +221,175 @@ fn decoders() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
-/// [`decode`] of every line, in order; in parallel for large batches.
-fn decode_all(lines: &[&[u8]]) -> Vec<Result<(HermesEvent, String), String>> {
-    let threads = decoders();
-    if lines.len() < PARALLEL_FROM || threads < 2 {
-        return lines.iter().map(|line| decode(line)).collect();
-    }
-    let chunk = lines.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = lines
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|line| decode(line)).collect::<Vec<_>>()))
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-    })
+/// Where a scan stands.
+struct Scanned<'p> {
+    path: &'p Path,
+    /// The scan so far; `scan.head.hash` is only brought up to date with
+    /// `head_hash` by [`Scanned::finish`].
+    scan: Scan,
+    line_no: u64,
+    head_hash: ChainHash,
 }
 
-/// An event line with exactly the members of [`HermesEvent`]: the common
-/// case, parsed once into the event and hashed from it.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Exact {
+impl Scanned<'_> {
+    /// Links a decoded batch onto the chain and visits its events; `false`
+    /// when it ended in a torn final line (the scan is over).
+    fn link<T: Send>(&mut self, batch: Batch<'_, T>, visit: &mut impl FnMut(T)) -> Result<bool, LedgerError> {
+        let lines = Arc::clone(&batch.lines);
+        for (i, decoded) in batch.decoded().enumerate() {
+            let line = lines.line(i);
+            self.line_no += 1;
+            let expected_seq = self.scan.head.seq + 1;
+            if line.last() != Some(&b'\n') {
+                let complete_event = decode_with(line, &owned)
+                    .and_then(|d| link(d, self.scan.head.seq, &self.head_hash))
+                    .ok()
+                    .map(|d| d.item);
+                self.scan.torn_tail = Some(TornTail { offset: self.scan.end, bytes: line.to_vec(), complete_event });
+                return Ok(false);
+            }
+            let event = decoded.and_then(|d| link(d, self.scan.head.seq, &self.head_hash)).map_err(|problem| {
+                LedgerError::Broken {
+                    path: self.path.to_owned(),
+                    line: self.line_no,
+                    first_bad_seq: expected_seq,
+                    problem,
+                }
+            })?;
+            self.scan.events += 1;
+            self.scan.newest_version = self.scan.newest_version.max(event.v);
+            self.scan.head.seq = event.seq;
+            self.head_hash = event.hash;
+            self.scan.head_offset = self.scan.end;
+            self.scan.end += line.len() as u64;
+            visit(event.item);
+        }
+        Ok(true)
+    }
+
+    /// The scan, with its head's hash.
+    fn finish(mut self) -> Scan {
+        self.head_hash.write_to(&mut self.scan.head.hash);
+        self.scan
+    }
+}
+
+/// One line, decoded and its hash recomputed, waiting to be linked.
+struct Decoded<T> {
     v: u32,
     seq: u64,
-    time: String,
-    tick: String,
-    kind: String,
-    subject: String,
-    payload: serde_json::Value,
-    prev_hash: String,
-    hash: String,
+    prev_hash: ChainHash,
+    hash: ChainHash,
+    /// The hash the line's contents call for, when it is not `hash`.
+    mismatch: Option<String>,
+    /// What the scan's `map` made of the event.
+    item: T,
 }
 
-impl Exact {
-    /// The canonical JSON of the event without `hash` (members in sorted
-    /// order), exactly what [`hash_of`] hashes for the same line.
-    fn hash(&self) -> String {
-        use crate::canonical::{sha256_hex, write_scalar, write_value};
-        let mut out = Vec::with_capacity(512);
-        out.extend_from_slice(b"{\"kind\":");
-        write_scalar(&self.kind, &mut out);
-        out.extend_from_slice(b",\"payload\":");
-        write_value(&self.payload, &mut out);
-        out.extend_from_slice(b",\"prev_hash\":");
-        write_scalar(&self.prev_hash, &mut out);
-        out.extend_from_slice(b",\"seq\":");
-        write_scalar(&self.seq, &mut out);
-        out.extend_from_slice(b",\"subject\":");
-        write_scalar(&self.subject, &mut out);
-        out.extend_from_slice(b",\"tick\":");
-        write_scalar(&self.tick, &mut out);
-        out.extend_from_slice(b",\"time\":");
-        write_scalar(&self.time, &mut out);
-        out.extend_from_slice(b",\"v\":");
-        write_scalar(&self.v, &mut out);
-        out.push(b'}');
-        sha256_hex(&out)
+/// The members of an event line, borrowed from it (a line whose strings
+/// hold escapes, or that has other members, takes the general path).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Members<'a> {
+    v: u32,
+    seq: u64,
+    time: &'a str,
+    tick: &'a str,
+    kind: &'a str,
+    subject: &'a str,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    prev_hash: &'a str,
+    hash: &'a str,
+}
+
+/// Parses one line, recomputes its hash and maps the event.
+///
+/// A line in the sealed layout ([`HermesEvent::seal`]) is verified by
+/// hashing its bytes and hands `map` its payload unparsed. Another line
+/// with exactly the event's members is hashed from its canonical JSON; a
+/// line with other members (a newer format, or an edit) is hashed with
+/// every member but `hash`.
+fn decode_with<T>(line: &[u8], map: &impl Fn(EventRef<'_>) -> Result<T, String>) -> Result<Decoded<T>, String> {
+    let text = line.strip_suffix(b"\n").unwrap_or(line);
+    if let Ok(m) = serde_json::from_slice::<Members>(text) {
+        let sealed = seal_verifies(text);
+        let payload = match sealed {
+            true => Payload::Raw(m.payload),
+            false => Payload::Value(Cow::Owned(
+                serde_json::from_str(m.payload.get()).map_err(|e| format!("not valid JSON: {e}"))?,
+            )),
+        };
+        let event = EventRef {
+            v: m.v,
+            seq: m.seq,
+            time: m.time,
+            tick: m.tick,
+            kind: m.kind,
+            subject: m.subject,
+            payload,
+            prev_hash: m.prev_hash,
+            hash: m.hash,
+        };
+        let mismatch = match sealed {
+            true => None,
+            false => Some(sha256_hex(&event.canonical_body())).filter(|computed| computed != m.hash),
+        };
+        let item = map(event)?;
+        let (prev_hash, hash) = (ChainHash::parse(m.prev_hash), ChainHash::parse(m.hash));
+        return Ok(Decoded { v: m.v, seq: m.seq, prev_hash, hash, mismatch, item });
     }
+    let raw: Value = serde_json::from_slice(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let computed = hash_of(&raw);
+    let HermesEvent { v, seq, time, tick, kind, subject, payload, prev_hash, hash } =
+        serde_json::from_value(raw).map_err(|e| format!("not a valid event: {e}"))?;
+    let item = map(EventRef {
+        v,
+        seq,
+        time: &time,
+        tick: &tick,
+        kind: &kind,
+        subject: &subject,
+        payload: Payload::Value(Cow::Owned(payload)),
+        prev_hash: &prev_hash,
+        hash: &hash,
+    })?;
+    let mismatch = (computed != hash).then_some(computed);
+    Ok(Decoded { v, seq, prev_hash: ChainHash::parse(&prev_hash), hash: ChainHash::parse(&hash), mismatch, item })
 }
 
 /// Parses one line and recomputes its hash: the event and the hash its
-/// contents call for. A line with other members (a newer format, or an
-/// edit) takes the general path: every member but `hash` is hashed.
-/// Every reader of a single line (the scan, the tick's tail, a checkpoint's
-/// head) decodes it here.
+/// contents call for. Every reader of a single line (the tick's tail, a
+/// checkpoint's head) decodes it here.
 pub fn decode(line: &[u8]) -> Result<(HermesEvent, String), String> {
-    let text = line.strip_suffix(b"\n").unwrap_or(line);
-    if let Ok(exact) = serde_json::from_slice::<Exact>(text) {
-        let computed = exact.hash();
-        let Exact { v, seq, time, tick, kind, subject, payload, prev_hash, hash } = exact;
-        return Ok((HermesEvent { v, seq, time, tick, kind, subject, payload, prev_hash, hash }, computed));
-    }
-    let raw: serde_json::Value = serde_json::from_slice(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let computed = hash_of(&raw);
-    let event: HermesEvent = serde_json::from_value(raw).map_err(|e| format!("not a valid event: {e}"))?;
-    Ok((event, computed))
+    let decoded = decode_with(line, &owned)?;
+    let computed = decoded.mismatch.unwrap_or_else(|| decoded.item.hash.clone());
+    Ok((decoded.item, computed))
 }
 
-/// Checks that `event` (whose contents hash to `computed`) is the event
-/// that follows `prev`.
-fn link(event: HermesEvent, computed: &str, prev: &LedgerHead) -> Result<HermesEvent, String> {
-    let expected_seq = prev.seq + 1;
-    if event.seq != expected_seq {
+/// Checks that the line `decoded` is the event that follows event
+/// `prev_seq`, whose hash is `prev_hash`.
+fn link<T>(decoded: Decoded<T>, prev_seq: u64, prev_hash: &ChainHash) -> Result<Decoded<T>, String> {
+    let expected_seq = prev_seq + 1;
+    if decoded.seq != expected_seq {
         return Err(format!(
             "found sequence number {} where {expected_seq} was expected (a line was deleted, inserted or moved)",
-            event.seq
+            decoded.seq
         ));
     }
-    if event.prev_hash != prev.hash {
+    if decoded.prev_hash != *prev_hash {
         return Err(format!(
-            "prev_hash {} does not match the hash of event {} ({})",
-            event.prev_hash, prev.seq, prev.hash
+            "prev_hash {} does not match the hash of event {prev_seq} ({prev_hash})",
+            decoded.prev_hash
         ));
     }
-    if event.hash != computed {
+    if let Some(computed) = &decoded.mismatch {
         return Err(format!(
             "hash {} does not match the event's contents (computed {computed}): the line was edited",
-            event.hash
+            decoded.hash
         ));
     }
-    Ok(event)
+    Ok(decoded)
 }
 
 #[cfg(test)]
@@ -276,9 +436,13 @@ mod tests {
         assert_ne!(with_extra, computed);
     }
 
+    /// More lines than one batch holds (every test line is longer than 200 bytes).
+    const BATCH: usize = BATCH_BYTES / 200;
+
     #[test]
     fn a_large_scan_decodes_in_parallel_and_visits_in_order() {
         let (_tmp, bytes) = ledger_of(3 * BATCH as u64 + 7);
+        assert!(bytes.len() > 3 * BATCH_BYTES, "the ledger spans several batches");
         let mut seen = Vec::new();
         let scan = scan(bytes.as_slice(), Path::new("ledger"), |e| seen.push(e.seq)).unwrap();
         assert_eq!(scan.events, 3 * BATCH as u64 + 7);

@@ -21,8 +21,8 @@
 //! are folded in; events before it are not re-read (`hermes verify` and
 //! `hermes replay` read everything).
 
-use super::GraphSnapshot;
-use crate::ledger::{self, LedgerError, Scan, scan_from};
+use super::{GraphSnapshot, Step};
+use crate::ledger::{self, LedgerError, Scan, scan_map};
 use crate::state::{LedgerHead, StateError, StateStore, ViewName};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -116,9 +116,10 @@ pub fn project_until(store: &StateStore, until: Option<u64>) -> Result<Projectio
     let mut reader = BufReader::new(file);
     reader.seek(SeekFrom::Start(from.end)).map_err(io_err)?;
     let until = until.unwrap_or(u64::MAX);
-    let scan = scan_from(reader, &path, &from, |event| {
-        if event.seq <= until {
-            snapshot.apply(event);
+    let step = |event: ledger::EventRef<'_>| Ok((event.seq <= until).then(|| Step::of(event)));
+    let scan = scan_map(reader, &path, &from, step, |step| {
+        if let Some(step) = step {
+            snapshot.apply_step(step);
         }
     })?;
     Ok(Projection { snapshot, resumed_at, discarded, events_read: scan.events, scan })

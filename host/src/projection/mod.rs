@@ -17,11 +17,14 @@ pub mod checkpoint;
 pub mod dot;
 pub mod metrics;
 pub mod patch;
+pub mod step;
 
 use crate::ledger::{EventKind, HermesEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use step::Change;
+pub use step::Step;
 
 /// The projected state after event `seq`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,169 +171,149 @@ pub struct Edge {
     pub kind: String,
 }
 
-fn text(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned)
-}
-
-fn number(value: &Value, key: &str) -> u64 {
-    value.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
 impl GraphSnapshot {
     /// Folds one event in. Events must come in ledger order.
     pub fn apply(&mut self, event: &HermesEvent) {
-        self.seq = event.seq;
-        self.hash.clone_from(&event.hash);
+        self.apply_step(Step::of(event.as_ref()));
+    }
+
+    /// Folds one event's [`Step`] in. Steps must come in ledger order.
+    pub fn apply_step(&mut self, step: Step) {
+        self.seq = step.seq;
+        step.hash.write_to(&mut self.hash);
         self.counters.events += 1;
-        let payload = &event.payload;
-        let Some(kind) = EventKind::parse(&event.kind) else { return };
-        self.count(kind, payload);
-        match kind {
-            EventKind::CycleStarted => {
+        let Some(kind) = step.kind else { return };
+        self.count(kind, &step.change);
+        let Step { tick, subject, change, seq, .. } = step;
+        match (kind, change) {
+            (_, Change::CycleStarted { time }) => {
                 self.last_tick = Some(TickNode {
-                    tick: event.tick.clone(),
-                    started_seq: event.seq,
-                    started_at: event.time.clone(),
+                    tick,
+                    started_seq: seq,
+                    started_at: time,
                     finished_at: None,
                     decision_hash: None,
                     counts: BTreeMap::new(),
                 });
                 self.integrity = None;
             }
-            EventKind::CycleFinished => {
-                if let Some(tick) = self.last_tick.as_mut().filter(|t| t.tick == event.tick) {
-                    tick.finished_at = Some(event.time.clone());
-                    tick.decision_hash = text(payload, "decision_hash");
-                    tick.counts = serde_json::from_value(payload["counts"].clone()).unwrap_or_default();
+            (_, Change::CycleFinished { time, decision_hash, counts }) => {
+                if let Some(last) = self.last_tick.as_mut().filter(|t| t.tick == tick) {
+                    last.finished_at = Some(time);
+                    last.decision_hash = decision_hash;
+                    last.counts = counts;
                 }
             }
-            EventKind::CycleSkipped => self.skipped_ticks += 1,
-            EventKind::RepoProbed => self.probed(&event.subject, &payload["probe"]),
-            EventKind::PlanMade => self.planned(&event.tick, payload),
-            EventKind::RepoUpgraded | EventKind::RepoDeferred | EventKind::RepoBlocked | EventKind::RepoNoop => {
-                let repo = self.repos.entry(event.subject.clone()).or_default();
-                if let Some(head) = text(payload, "head_after") {
+            (EventKind::CycleSkipped, _) => self.skipped_ticks += 1,
+            (_, Change::Probed(probe)) => self.probed(&subject, probe),
+            (_, Change::Planned(plan)) => self.planned(&tick, plan),
+            (_, Change::Outcome(outcome)) => {
+                let repo = self.repos.entry(subject).or_default();
+                if let Some(head) = outcome.head_after.text() {
                     repo.head = Some(head);
                 }
                 repo.last_outcome = Some(OutcomeNode {
-                    tick: event.tick.clone(),
-                    seq: event.seq,
-                    outcome: text(payload, "outcome").unwrap_or_default(),
-                    reason_code: text(payload, "reason_code").unwrap_or_default(),
-                    reason: text(payload, "reason").unwrap_or_default(),
+                    tick,
+                    seq,
+                    outcome: outcome.outcome.text().unwrap_or_default(),
+                    reason_code: outcome.reason_code.text().unwrap_or_default(),
+                    reason: outcome.reason.text().unwrap_or_default(),
                 });
             }
-            EventKind::RolledBack => {
-                let repo = self.repos.entry(event.subject.clone()).or_default();
-                if payload["ok"] == Value::Bool(true) {
-                    repo.head = text(payload, "to");
+            (_, Change::RolledBack { ok, to }) => {
+                let repo = self.repos.entry(subject).or_default();
+                if ok {
+                    repo.head = to;
                     repo.rollbacks += 1;
                 }
             }
-            EventKind::LeaseGranted | EventKind::LeaseTakeover | EventKind::LeaseRenewed => {
-                let lease = &payload["lease"];
-                if let Some(key) = text(lease, "key") {
+            (_, Change::Lease(lease)) => {
+                if let Some(key) = lease.key.text() {
                     let node = LeaseNode {
                         key: key.clone(),
-                        holder_tick: text(&lease["holder"], "tick").unwrap_or_default(),
-                        fencing_token: number(lease, "fencing_token"),
-                        expires_at: text(lease, "expires_at").unwrap_or_default(),
+                        holder_tick: lease.holder.0.tick.text().unwrap_or_default(),
+                        fencing_token: lease.fencing_token.count().unwrap_or(0),
+                        expires_at: lease.expires_at.text().unwrap_or_default(),
                     };
-                    self.edges.insert(Edge {
-                        from: format!("tick:{}", node.holder_tick),
-                        to: format!("lease:{key}"),
-                        kind: "holds-lease".into(),
-                    });
+                    self.edges.insert(Edge::holds_lease(&node.holder_tick, &key));
                     // A takeover or renewal replaces the lease (and its holder's edge).
                     if let Some(old) = self.leases.insert(key.clone(), node)
                         && old.holder_tick != self.leases[&key].holder_tick
                     {
-                        self.edges.remove(&Edge {
-                            from: format!("tick:{}", old.holder_tick),
-                            to: format!("lease:{key}"),
-                            kind: "holds-lease".into(),
-                        });
+                        self.edges.remove(&Edge::holds_lease(&old.holder_tick, &key));
                     }
                 }
             }
-            EventKind::LeaseReleased => {
-                let token = number(payload, "fencing_token");
-                if self.leases.get(&event.subject).is_some_and(|l| l.fencing_token == token)
-                    && let Some(lease) = self.leases.remove(&event.subject)
+            (_, Change::Released { fencing_token }) => {
+                if self.leases.get(&subject).is_some_and(|l| l.fencing_token == fencing_token)
+                    && let Some(lease) = self.leases.remove(&subject)
                 {
-                    self.edges.remove(&Edge {
-                        from: format!("tick:{}", lease.holder_tick),
-                        to: format!("lease:{}", lease.key),
-                        kind: "holds-lease".into(),
-                    });
+                    self.edges.remove(&Edge::holds_lease(&lease.holder_tick, &lease.key));
                 }
             }
-            EventKind::RemoteHealthChanged => {
-                let remote = text(payload, "remote").unwrap_or_else(|| event.subject.clone());
-                let key = format!("{}/{remote}", event.subject);
+            (_, Change::RemoteHealth { remote, health }) => {
+                let remote = remote.unwrap_or_else(|| subject.clone());
+                let key = format!("{subject}/{remote}");
                 let node = self.remotes.entry(key).or_insert_with(|| RemoteNode {
-                    repo: event.subject.clone(),
+                    repo: subject.clone(),
                     name: remote,
                     ..RemoteNode::default()
                 });
-                node.health = Some(payload.clone());
+                node.health = Some(health);
             }
-            EventKind::GateChecked => {
+            (_, Change::Gate { ok }) => {
                 let integrity = self.integrity.get_or_insert_with(|| IntegrityNode {
-                    tick: event.tick.clone(),
+                    tick,
                     ok: true,
                     failed: Vec::new(),
                     checks: 0,
                 });
                 integrity.checks += 1;
-                if payload["ok"] == Value::Bool(false) {
+                if ok == Some(false) {
                     integrity.ok = false;
-                    integrity.failed.push(event.subject.clone());
+                    integrity.failed.push(subject);
                 }
             }
             _ => {}
         }
     }
 
-    fn count(&mut self, kind: EventKind, payload: &Value) {
+    fn count(&mut self, kind: EventKind, change: &Change) {
         let c = &mut self.counters;
-        match kind {
-            EventKind::CycleStarted => c.cycles += 1,
-            EventKind::RepoUpgraded | EventKind::RepoDeferred | EventKind::RepoBlocked | EventKind::RepoNoop => {
+        match (kind, change) {
+            (EventKind::CycleStarted, _) => c.cycles += 1,
+            (_, Change::Outcome(outcome)) => {
                 let outcome =
-                    text(payload, "outcome").unwrap_or_else(|| kind.as_str().trim_start_matches("repo-").into());
+                    outcome.outcome.text().unwrap_or_else(|| kind.as_str().trim_start_matches("repo-").into());
                 *c.outcomes.entry(outcome).or_insert(0) += 1;
             }
-            EventKind::RolledBack if payload["ok"] == Value::Bool(true) => c.rollbacks += 1,
-            EventKind::RolledBack => c.rollbacks_failed += 1,
-            EventKind::PluginCalled => {
-                let plugin = text(payload, "kind").unwrap_or_default();
-                let outcome = text(payload, "outcome").unwrap_or_default();
+            (_, Change::RolledBack { ok: true, .. }) => c.rollbacks += 1,
+            (_, Change::RolledBack { ok: false, .. }) => c.rollbacks_failed += 1,
+            (_, Change::PluginCalled { kind: plugin, outcome, fuel_used }) => {
+                let plugin = plugin.clone().unwrap_or_default();
+                let outcome = outcome.as_deref().unwrap_or_default();
                 *c.plugin_calls.entry(format!("{plugin}/{outcome}")).or_insert(0) += 1;
-                *c.plugin_fuel.entry(plugin).or_insert(0) += number(payload, "fuel_used");
+                *c.plugin_fuel.entry(plugin).or_insert(0) += fuel_used;
             }
-            EventKind::LeaseConflict => c.lease_conflicts += 1,
-            EventKind::LeaseTakeover => c.lease_takeovers += 1,
-            EventKind::FenceRejected => c.fence_rejections += 1,
-            EventKind::IntegrityFailed => c.integrity_failures += 1,
+            (EventKind::LeaseConflict, _) => c.lease_conflicts += 1,
+            (EventKind::LeaseTakeover, _) => c.lease_takeovers += 1,
+            (EventKind::FenceRejected, _) => c.fence_rejections += 1,
+            (EventKind::IntegrityFailed, _) => c.integrity_failures += 1,
             _ => {}
         }
     }
 
-    fn probed(&mut self, name: &str, probe: &Value) {
+    fn probed(&mut self, name: &str, probe: step::Probe) {
         let repo = self.repos.entry(name.to_owned()).or_default();
-        repo.branch = text(probe, "branch").or(repo.branch.take());
-        repo.head = text(probe, "head").or(repo.head.take());
-        repo.upstream_head = text(probe, "upstream_head");
-        repo.ahead = number(probe, "ahead");
-        repo.behind = number(probe, "behind");
-        repo.remote = text(probe, "remote");
-        let failed: Vec<String> = probe["failed_over"]
-            .as_array()
-            .map(|f| f.iter().filter_map(|r| text(r, "remote").or_else(|| r.as_str().map(str::to_owned))).collect())
-            .unwrap_or_default();
+        repo.branch = probe.branch.text().or(repo.branch.take());
+        repo.head = probe.head.text().or(repo.head.take());
+        repo.upstream_head = probe.upstream_head.text();
+        repo.ahead = probe.ahead.count().unwrap_or(0);
+        repo.behind = probe.behind.count().unwrap_or(0);
+        repo.remote = probe.remote.text();
+        let failed = probe.failed_over.0.into_iter().filter_map(|r| r.0);
         let used = repo.remote.clone();
-        for (remote, ok) in failed.into_iter().map(|r| (r, false)).chain(used.map(|r| (r, true))) {
+        for (remote, ok) in failed.map(|r| (r, false)).chain(used.map(|r| (r, true))) {
             let node = self.remotes.entry(format!("{name}/{remote}")).or_insert_with(|| RemoteNode {
                 repo: name.to_owned(),
                 name: remote.clone(),
@@ -349,38 +332,37 @@ impl GraphSnapshot {
         }
     }
 
-    fn planned(&mut self, tick: &str, plan: &Value) {
-        let hash = text(plan, "decision_hash").unwrap_or_default();
-        for decision in plan["decisions"].as_array().into_iter().flatten() {
-            let Some(name) = text(decision, "repo") else { continue };
-            let depends_on: Vec<String> = decision["depends_on"]
-                .as_array()
-                .map(|d| d.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
+    fn planned(&mut self, tick: &str, plan: step::Plan) {
+        let hash = plan.decision_hash.text().unwrap_or_default();
+        for step::Lenient(decision) in plan.decisions.0 {
+            let Some(name) = decision.repo.text() else { continue };
+            let depends_on: Vec<String> = decision.depends_on.0.iter().filter_map(step::Scalar::text).collect();
             let repo = self.repos.entry(name.clone()).or_default();
             for old in std::mem::take(&mut repo.depends_on) {
-                self.edges.remove(&Edge {
-                    from: format!("repo:{name}"),
-                    to: format!("repo:{old}"),
-                    kind: "depends-on".into(),
-                });
+                self.edges.remove(&Edge::depends_on(&name, &old));
             }
             repo.depends_on = depends_on.clone();
             repo.last_decision = Some(DecisionNode {
                 tick: tick.to_owned(),
-                recommendation: text(decision, "recommendation").unwrap_or_default(),
-                risk: decision.get("risk").and_then(Value::as_u64),
-                reason_code: text(decision, "reason_code").unwrap_or_default(),
+                recommendation: decision.recommendation.text().unwrap_or_default(),
+                risk: decision.risk.count(),
+                reason_code: decision.reason_code.text().unwrap_or_default(),
                 decision_hash: hash.clone(),
             });
             for dep in depends_on {
-                self.edges.insert(Edge {
-                    from: format!("repo:{name}"),
-                    to: format!("repo:{dep}"),
-                    kind: "depends-on".into(),
-                });
+                self.edges.insert(Edge::depends_on(&name, &dep));
             }
         }
+    }
+}
+
+impl Edge {
+    fn holds_lease(holder_tick: &str, key: &str) -> Edge {
+        Edge { from: format!("tick:{holder_tick}"), to: format!("lease:{key}"), kind: "holds-lease".into() }
+    }
+
+    fn depends_on(repo: &str, dep: &str) -> Edge {
+        Edge { from: format!("repo:{repo}"), to: format!("repo:{dep}"), kind: "depends-on".into() }
     }
 }
 
