@@ -43,23 +43,20 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<String, serde_json::Err
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    let hex = sha256_hex_bytes(Sha256::digest(bytes).into());
+    // Hex digits are ASCII.
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
-/// `bytes` as lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut hex = String::with_capacity(2 * bytes.len());
-    push_hex(bytes, &mut hex);
-    hex
-}
-
-/// Appends `bytes` to `out` as lower-case hex.
-pub fn push_hex(bytes: &[u8], out: &mut String) {
+/// A SHA-256 digest as lower-case hex digits.
+pub fn sha256_hex_bytes(digest: [u8; 32]) -> [u8; 64] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    let mut hex = [0u8; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
+    hex
 }
 
 /// SHA-256 of the canonical JSON of `value`.

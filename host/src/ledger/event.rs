@@ -99,71 +99,48 @@ pub fn seal_verifies(text: &[u8]) -> bool {
     let Some(split) = text.len().checked_sub(SEALED_TAIL) else { return false };
     let (body, tail) = text.split_at(split);
     let Some(stored) = tail.strip_prefix(HASH_MEMBER).and_then(|t| t.strip_suffix(b"\"}")) else { return false };
-    let Some(stored) = Digest::from_hex(stored) else { return false };
     use sha2::Digest as _;
     let mut sha = sha2::Sha256::new();
     sha.update(body);
     sha.update(b"}");
-    stored.0 == <[u8; 32]>::from(sha.finalize())
+    canonical::sha256_hex_bytes(sha.finalize().into()) == stored
 }
 
-/// A `hash` or `prev_hash` as the chain compares them: a SHA-256 digest
-/// when the text is one in lower-case hex, the text itself otherwise (a
-/// damaged line; it never matches a digest).
+/// A `hash` or `prev_hash` as the chain compares them: inline when it has
+/// the length of a SHA-256 in hex (every well-formed one), as text
+/// otherwise (a damaged line; it never matches a computed hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainHash {
-    Digest(Digest),
+    Hex([u8; 64]),
     Other(String),
 }
 
 impl ChainHash {
     pub fn parse(text: &str) -> ChainHash {
-        Digest::from_hex(text.as_bytes()).map_or_else(|| ChainHash::Other(text.to_owned()), ChainHash::Digest)
+        match <[u8; 64]>::try_from(text.as_bytes()) {
+            Ok(hex) => ChainHash::Hex(hex),
+            Err(_) => ChainHash::Other(text.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Built from a whole `str` of 64 bytes: valid UTF-8.
+            ChainHash::Hex(hex) => std::str::from_utf8(hex).unwrap_or_default(),
+            ChainHash::Other(text) => text,
+        }
     }
 
     /// Replaces `out` with the hash's text (reusing its allocation).
     pub fn write_to(&self, out: &mut String) {
         out.clear();
-        match self {
-            ChainHash::Digest(digest) => digest.write_hex(out),
-            ChainHash::Other(text) => out.push_str(text),
-        }
+        out.push_str(self.as_str());
     }
 }
 
 impl std::fmt::Display for ChainHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut text = String::new();
-        self.write_to(&mut text);
-        f.write_str(&text)
-    }
-}
-
-/// A SHA-256 digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Digest(pub [u8; 32]);
-
-impl Digest {
-    /// The digest written as 64 lower-case hex digits, if `hex` is one.
-    pub fn from_hex(hex: &[u8]) -> Option<Digest> {
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        if hex.len() != 64 {
-            return None;
-        }
-        let mut digest = [0u8; 32];
-        for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
-            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
-        }
-        Some(Digest(digest))
-    }
-
-    /// Appends the digest as lower-case hex.
-    pub fn write_hex(&self, out: &mut String) {
-        canonical::push_hex(&self.0, out);
+        f.write_str(self.as_str())
     }
 }
 

@@ -200,8 +200,14 @@ impl<'scope, T: Send + 'scope> Batch<'scope, T> {
         let parts = (0..count)
             .step_by(chunk)
             .map(|start| {
+                let batch_lines = &lines;
                 let lines = Arc::clone(&lines);
-                Part::Running(scope.spawn(move || lines.decode(start..count.min(start + chunk), map)))
+                let decode = move || lines.decode(start..count.min(start + chunk), map);
+                match std::thread::Builder::new().name("ledger-decode".into()).spawn_scoped(scope, decode) {
+                    Ok(worker) => Part::Running(worker),
+                    // No thread to be had: decode the share here.
+                    Err(_) => Part::Ready(batch_lines.decode(start..count.min(start + chunk), map)),
+                }
             })
             .collect();
         Batch { lines, parts }
@@ -438,6 +444,43 @@ mod tests {
 
     /// More lines than one batch holds (every test line is longer than 200 bytes).
     const BATCH: usize = BATCH_BYTES / 200;
+
+    #[test]
+    fn a_sealed_line_is_the_canonical_json_its_hash_covers_with_the_hash_last() {
+        for subject in ["api", "quote\"and\\slash \u{e9}\u{7f}"] {
+            let mut event = HermesEvent {
+                v: 1,
+                seq: 3,
+                time: "2026-11-25T10:00:00Z".into(),
+                tick: "t/1".into(),
+                kind: "repo-noop".into(),
+                subject: subject.into(),
+                payload: json!({ "b": [1, "x\n"], "a": { "d": null, "c": true } }),
+                prev_hash: "ab".repeat(32),
+                hash: String::new(),
+            };
+            let line = event.seal();
+            let text = std::str::from_utf8(&line).unwrap().strip_suffix('\n').unwrap();
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(event.hash, hash_of(&value));
+            let (without_hash, _) = text.rsplit_once(",\"hash\":").unwrap();
+            assert_eq!(
+                format!("{without_hash}}}").into_bytes(),
+                crate::canonical::to_canonical_bytes_without(&value, "hash")
+            );
+            assert!(seal_verifies(text.as_bytes()));
+            let (decoded, computed) = decode(&line).unwrap();
+            assert_eq!((decoded, computed), (event.clone(), event.hash.clone()));
+            // The same event in another member order (older writers) verifies too.
+            let (decoded, computed) = decode(&serde_json::to_vec(&event).unwrap()).unwrap();
+            assert_eq!((decoded, computed), (event.clone(), event.hash.clone()));
+            // One changed byte is caught, whichever path the line takes.
+            let edited = text.replacen("true", "null", 1).into_bytes();
+            assert!(!seal_verifies(&edited));
+            let (_, computed) = decode(&edited).unwrap();
+            assert_ne!(computed, event.hash);
+        }
+    }
 
     #[test]
     fn a_large_scan_decodes_in_parallel_and_visits_in_order() {

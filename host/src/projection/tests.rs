@@ -103,6 +103,97 @@ proptest! {
     }
 }
 
+/// The fold of `steps` with each payload handed over as raw JSON text (as
+/// a long scan does) or as a parsed value (as a cycle does).
+fn fold_payloads(steps: &[(EventKind, String, Value)], raw: bool) -> GraphSnapshot {
+    let mut snapshot = GraphSnapshot::default();
+    for (i, (kind, subject, payload)) in steps.iter().enumerate() {
+        let text = serde_json::to_string(payload).unwrap();
+        let raw_value = serde_json::value::RawValue::from_string(text).unwrap();
+        let hash = format!("{i:064x}");
+        let event = crate::ledger::EventRef {
+            v: 1,
+            seq: i as u64 + 1,
+            time: "2026-11-25T10:00:00Z",
+            tick: "t1",
+            kind: kind.as_str(),
+            subject,
+            payload: if raw {
+                crate::ledger::Payload::Raw(&raw_value)
+            } else {
+                crate::ledger::Payload::Value(std::borrow::Cow::Borrowed(payload))
+            },
+            prev_hash: "",
+            hash: &hash,
+        };
+        snapshot.apply_step(super::Step::of(event));
+    }
+    snapshot
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(64)))]
+
+    /// Whatever shape a payload has (members missing, added, or of another
+    /// type), reading it from its raw text folds exactly as reading it
+    /// from a parsed value.
+    #[test]
+    fn raw_and_parsed_payloads_fold_alike(
+        steps in prop::collection::vec(step_strategy(), 1..12),
+        damage in prop::collection::vec(crate::json_mutation::arb_mutation(&["remote", "ok", "lease", "probe"]), 1..12),
+    ) {
+        let damaged: Vec<(EventKind, String, Value)> = steps
+            .iter()
+            .zip(damage.iter().cycle())
+            .map(|((kind, subject, payload), mutation)| {
+                let bytes = crate::json_mutation::mutate(payload, mutation);
+                (*kind, subject.clone(), serde_json::from_slice(&bytes).unwrap_or_else(|_| payload.clone()))
+            })
+            .collect();
+        prop_assert_eq!(fold_payloads(&damaged, true), fold_payloads(&damaged, false));
+    }
+}
+
+#[test]
+fn mistyped_payload_members_read_as_absent() {
+    let steps = vec![
+        (
+            EventKind::RepoProbed,
+            "api".to_owned(),
+            json!({ "probe": { "branch": 5, "head": "a1", "ahead": -1, "behind": 2.5, "remote": null,
+                               "failed_over": [{ "remote": "mirror" }, "backup", 3, { "remote": 4 }] } }),
+        ),
+        (
+            EventKind::PlanMade,
+            "cycle".to_owned(),
+            json!({ "decision_hash": 7, "decisions": [{ "repo": "api", "risk": "high", "depends_on": ["core", 1] }, { "repo": 2 }, "x"] }),
+        ),
+        (EventKind::CycleStarted, "cycle".to_owned(), json!([])),
+        (EventKind::CycleFinished, "cycle".to_owned(), json!({ "counts": { "upgraded": 1, "deferred": -1 } })),
+        (EventKind::GateChecked, "g".to_owned(), json!({ "ok": "false" })),
+        (EventKind::LeaseGranted, "api".to_owned(), json!({ "lease": "api" })),
+        (EventKind::RolledBack, "api".to_owned(), json!({ "ok": 1, "to": "a0" })),
+    ];
+    for raw in [true, false] {
+        let snapshot = fold_payloads(&steps, raw);
+        let api = &snapshot.repos["api"];
+        assert_eq!((api.branch.as_deref(), api.head.as_deref(), api.ahead, api.behind), (None, Some("a1"), 0, 0));
+        assert_eq!(api.remote, None);
+        let remotes: Vec<&str> = snapshot.remotes.keys().map(String::as_str).collect();
+        assert_eq!(remotes, ["api/backup", "api/mirror"], "names as strings or as objects' `remote`");
+        assert_eq!(api.depends_on, ["core"]);
+        let decision = api.last_decision.as_ref().unwrap();
+        assert_eq!((decision.risk, decision.decision_hash.as_str()), (None, ""));
+        assert_eq!(snapshot.repos.len(), 1, "a decision without a repo name is skipped");
+        let tick = snapshot.last_tick.as_ref().unwrap();
+        assert!(tick.counts.is_empty(), "counts with a non-count member read as none");
+        let integrity = snapshot.integrity.as_ref().unwrap();
+        assert!(integrity.ok, "only a boolean false fails a gate check");
+        assert!(snapshot.leases.is_empty(), "a lease that is not an object names no key");
+        assert_eq!((api.rollbacks, snapshot.counters.rollbacks_failed), (0, 1), "only a boolean true rolled back");
+    }
+}
+
 #[test]
 fn a_history_projects_repos_leases_and_edges() {
     let tmp = tempfile::tempdir().unwrap();
