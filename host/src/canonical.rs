@@ -43,11 +43,23 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<String, serde_json::Err
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(64);
-    for byte in digest.iter() {
-        hex.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        hex.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+    hex(&Sha256::digest(bytes))
+}
+
+/// SHA-256 of the canonical JSON of `value`, as bytes.
+pub fn sha256(value: &Value) -> [u8; 32] {
+    let mut out = Vec::with_capacity(1024);
+    write_value(value, &mut out);
+    Sha256::digest(&out).into()
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
     hex
 }

@@ -272,7 +272,7 @@ fn finish(
     let facts = repo_facts(&assessment.probe, repo);
     let record = ctx.plugins.call(
         PluginKind::RepoProbe,
-        &json!({ "repo": facts, "logical-time": ctx.logical_time }),
+        json!({ "repo": facts, "logical-time": ctx.logical_time }),
         ctx.logical_time,
         Some(path),
     );
@@ -301,7 +301,7 @@ fn finish(
         "logical-time": ctx.logical_time,
         "hour-of-day": (ctx.logical_time / 3600) % 24,
     });
-    let record = ctx.plugins.call(PluginKind::RiskScorer, &input, ctx.logical_time, None);
+    let record = ctx.plugins.call(PluginKind::RiskScorer, input, ctx.logical_time, None);
     match record.output.as_ref().map(|o| serde_json::from_value::<Score>(o.clone())) {
         Some(Ok(score)) => assessment.score = Some(score),
         _ => assessment.plugin_failure = Some(PluginFailure::of(&record)),
@@ -347,7 +347,7 @@ fn select_remotes(
         })
         .collect();
     let input = json!({ "repo": repo.name, "candidates": candidates, "logical-time": ctx.logical_time });
-    let record = ctx.plugins.call(PluginKind::FederationSelector, &input, ctx.logical_time, None);
+    let record = ctx.plugins.call(PluginKind::FederationSelector, input, ctx.logical_time, None);
     calls.push(record.clone());
     let output = record.output.as_ref().ok_or_else(|| record.clone())?;
     let mut ranking: Vec<String> = output

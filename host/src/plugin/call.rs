@@ -1,7 +1,7 @@
 //! One plugin call: fresh instance, limits, JSON in and out, and the
 //! [`CallRecord`] that goes into the ledger.
 
-use super::engine::{LoadedPlugin, PluginEngine};
+use super::engine::{Export, LoadedPlugin, PluginEngine};
 use super::sandbox::{LogLine, PluginState, SandboxSpec};
 use super::{PluginKind, WASMTIME_VERSION, value};
 use crate::canonical;
@@ -91,10 +91,11 @@ pub(crate) struct Failure {
     pub state: Option<Box<PluginState>>,
 }
 
-/// Calls the plugin's operation with `input` and records everything.
-pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec: &CallSpec<'_>) -> CallRecord {
-    let canonical_input = canonical::to_canonical_string(input);
-    let input_digest: [u8; 32] = Sha256::digest(canonical_input.as_bytes()).into();
+/// Calls the plugin's operation with `input` and records everything (the
+/// input moves into the record).
+pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: Value, spec: &CallSpec<'_>) -> CallRecord {
+    let input_digest = canonical::sha256(&input);
+    let result = call_with_digest(engine, plugin, &plugin.operation, Some(&input), spec, input_digest);
     let mut record = CallRecord {
         plugin: plugin.metadata.name.clone(),
         version: plugin.metadata.version.clone(),
@@ -103,8 +104,8 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
         digest: plugin.digest.clone(),
         wit_version: plugin.wit_version.clone(),
         wasmtime_version: WASMTIME_VERSION.to_owned(),
-        input: input.clone(),
-        input_digest: hex(&input_digest),
+        input,
+        input_digest: canonical::hex(&input_digest),
         outcome: CallOutcome::Ok,
         output: None,
         error: None,
@@ -116,7 +117,6 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
         logs: Vec::new(),
         logs_dropped: 0,
     };
-    let result = call_with_digest(engine, plugin, plugin.kind.operation(), Some(input), spec, input_digest);
     let state = match result {
         Ok(raw) => {
             record.fuel_used = raw.fuel_used;
@@ -124,7 +124,7 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
             match raw.output {
                 Value::Object(mut map) if map.contains_key("ok") => {
                     let output = map.remove("ok").unwrap_or(Value::Null);
-                    match validate_output(plugin.kind, input, &output) {
+                    match validate_output(plugin.kind, &record.input, &output) {
                         Ok(()) => record.output = Some(output),
                         Err(problem) => {
                             record.outcome = CallOutcome::InvalidOutput;
@@ -164,19 +164,18 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
 pub(crate) fn call_export(
     engine: &PluginEngine,
     plugin: &LoadedPlugin,
-    export: &str,
+    export: &Export,
     input: Option<&Value>,
     spec: &CallSpec<'_>,
 ) -> Result<Raw, Failure> {
-    let canonical_input = input.map(canonical::to_canonical_string).unwrap_or_default();
-    let digest: [u8; 32] = Sha256::digest(canonical_input.as_bytes()).into();
+    let digest = input.map_or_else(|| Sha256::digest([]).into(), canonical::sha256);
     call_with_digest(engine, plugin, export, input, spec, digest)
 }
 
 fn call_with_digest(
     engine: &PluginEngine,
     plugin: &LoadedPlugin,
-    export: &str,
+    export: &Export,
     input: Option<&Value>,
     spec: &CallSpec<'_>,
     input_digest: [u8; 32],
@@ -188,6 +187,7 @@ fn call_with_digest(
         input_digest,
         memory_cap: spec.memory_cap,
         worktree: spec.worktree,
+        wasi: plugin.imports_wasi,
     };
     let state = PluginState::new(&sandbox).map_err(bad)?;
     let mut store = Store::new(engine.engine(), state);
@@ -201,20 +201,19 @@ fn call_with_digest(
             .instantiate(&mut store)
             .map_err(|e| (CallOutcome::Trap, format!("instantiation failed: {e:#}")))?;
         let func = instance
-            .get_func(&mut store, export)
-            .ok_or_else(|| (CallOutcome::BadCall, format!("the component exports no function {export:?}")))?;
-        let ty = func.ty(&store);
-        let params: Vec<Val> = match (ty.params().next(), input) {
+            .get_func(&mut store, &export.index)
+            .ok_or_else(|| (CallOutcome::BadCall, format!("the component exports no function {:?}", export.name)))?;
+        let params: Vec<Val> = match (&export.param, input) {
             (Some((name, param_ty)), Some(json)) => {
                 vec![
-                    value::to_val(json, &param_ty, name)
+                    value::to_val(json, param_ty, name)
                         .map_err(|e| (CallOutcome::BadCall, format!("input does not fit the WIT types: {e}")))?,
                 ]
             }
             (None, None) => Vec::new(),
-            _ => return Err((CallOutcome::BadCall, format!("{export} takes a different number of arguments"))),
+            _ => return Err((CallOutcome::BadCall, format!("{} takes a different number of arguments", export.name))),
         };
-        let mut results = vec![Val::Bool(false); ty.results().len()];
+        let mut results = vec![Val::Bool(false); export.results];
         func.call(&mut store, &params, &mut results).map_err(|e| classify(&e))?;
         Ok(results.first().map(value::to_json).unwrap_or(Value::Null))
     })();
@@ -253,10 +252,6 @@ fn truncate(mut message: String) -> String {
         message.push_str(" [truncated]");
     }
     message
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Contract checks the WIT types cannot express.

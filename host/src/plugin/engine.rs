@@ -15,7 +15,8 @@ use super::{PluginError, PluginKind, WIT_VERSION, imports};
 use crate::canonical::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker, Type};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances.
@@ -54,7 +55,36 @@ pub struct LoadedPlugin {
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub cache: CacheUse,
+    /// Whether it imports any WASI interface; a call builds a WASI context
+    /// only for a component that does.
+    pub imports_wasi: bool,
     pub(crate) pre: InstancePre<PluginState>,
+    /// `metadata` and the world's operation, looked up once.
+    pub(crate) metadata_export: Export,
+    pub(crate) operation: Export,
+}
+
+/// An exported function, found by name at load time so that a call looks
+/// it up by index.
+#[derive(Clone)]
+pub(crate) struct Export {
+    pub name: &'static str,
+    pub index: ComponentExportIndex,
+    /// Name and type of its one parameter, if it has one.
+    pub param: Option<(String, Type)>,
+    pub results: usize,
+}
+
+impl Export {
+    fn find(component: &Component, name: &'static str) -> Option<Self> {
+        match component.get_export(None, name)? {
+            (ComponentItem::ComponentFunc(func), index) => {
+                let param = func.params().next().map(|(name, ty)| (name.to_owned(), ty));
+                Some(Self { name, index, param, results: func.results().len() })
+            }
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -158,6 +188,14 @@ impl PluginEngine {
             world: kind.as_str(),
             detail: format!("{e:#}"),
         })?;
+        let export = |name: &'static str| {
+            Export::find(&component, name).ok_or_else(|| PluginError::WrongWorld {
+                source_name: source.to_owned(),
+                world: kind.as_str(),
+                detail: format!("no exported function {name:?}"),
+            })
+        };
+        let (metadata_export, operation) = (export("metadata")?, export(kind.operation())?);
         let wit_version = imports
             .iter()
             .find_map(|i| i.strip_prefix("hermes:plugin/").and_then(|r| r.split_once('@')).map(|(_, v)| v.to_owned()))
@@ -168,10 +206,13 @@ impl PluginEngine {
             kind,
             metadata: PluginMetadata { name: String::new(), version: String::new(), kind, description: String::new() },
             wit_version,
+            imports_wasi: imports.iter().any(|i| i.starts_with("wasi:")),
             imports,
             exports,
             cache,
             pre,
+            metadata_export,
+            operation,
         };
         plugin.metadata = self.metadata(&plugin)?;
         Ok(plugin)
@@ -186,7 +227,7 @@ impl PluginEngine {
             logical_time: 0,
             worktree: None,
         };
-        let raw = call::call_export(self, plugin, "metadata", None, &spec).map_err(|e| fail(e.message))?;
+        let raw = call::call_export(self, plugin, &plugin.metadata_export, None, &spec).map_err(|e| fail(e.message))?;
         let metadata: PluginMetadata =
             serde_json::from_value(raw.output).map_err(|e| fail(format!("unexpected metadata: {e}")))?;
         if metadata.kind != plugin.kind {
