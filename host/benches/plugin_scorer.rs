@@ -6,12 +6,18 @@
 //!   output validation, call record);
 //! - `scorer/native`: the same scoring logic (`scorer-logic`) compiled
 //!   natively, on the same input;
+//! - `scorer/10k-repos/lanes=N`: 10,000 different inputs scored as the
+//!   cycle's phase 1 does, on N lanes (`cycle::lanes::map_in_lanes`; N = 1
+//!   and the machine's cores), each a full production call with a fresh
+//!   instance and its record; criterion's time is per batch of 10,000 and
+//!   its throughput per call;
 //! - `load/cold` and `load/warm`: loading the component with an empty cache
 //!   (compile) and with a warm one (checksum + deserialize).
 //!
 //! Run: `cargo bench -p hermes --bench plugin_scorer`.
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use hermes::cycle::lanes::map_in_lanes;
 use hermes::plugin::PluginKind;
 use hermes::plugin::builtin::builtin;
 use hermes::plugin::cache::ComponentCache;
@@ -43,6 +49,23 @@ fn score_input() -> serde_json::Value {
         "hour-of-day": 14
     })
 }
+
+/// 10,000 repositories' inputs: names, commits behind and signals vary.
+fn batch_inputs() -> Vec<serde_json::Value> {
+    (0..BATCH)
+        .map(|i| {
+            let mut input = score_input();
+            input["repo"]["name"] = json!(format!("repo-{i:05}"));
+            input["repo"]["behind"] = json!(1 + i % 40);
+            if i % 3 == 0 {
+                input["signals"] = json!([]);
+            }
+            input
+        })
+        .collect()
+}
+
+const BATCH: usize = 10_000;
 
 fn native_input() -> scorer_logic::Input {
     scorer_logic::Input {
@@ -88,6 +111,28 @@ fn benches(c: &mut Criterion) {
     group.bench_function("native", |b| {
         b.iter(|| black_box(scorer_logic::score(black_box(&native), &scorer_logic::Config::BASELINE)))
     });
+    group.finish();
+
+    let inputs = batch_inputs();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let checked =
+        map_in_lanes(inputs.clone(), cores, |_, input| set.call(PluginKind::RiskScorer, input, 1_700_000_000, None));
+    assert!(checked.iter().all(|r| r.outcome == hermes::plugin::call::CallOutcome::Ok), "every batch call succeeds");
+    let mut group = c.benchmark_group("scorer/10k-repos");
+    group.sample_size(10).throughput(Throughput::Elements(BATCH as u64));
+    for lanes in [1, cores] {
+        group.bench_function(format!("lanes={lanes}"), |b| {
+            b.iter_batched(
+                || inputs.clone(),
+                |inputs| {
+                    black_box(map_in_lanes(inputs, lanes, |_, input| {
+                        set.call(PluginKind::RiskScorer, input, 1_700_000_000, None)
+                    }))
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
     group.finish();
 
     let bytes = builtin(PluginKind::RiskScorer).bytes;

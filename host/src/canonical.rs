@@ -28,6 +28,9 @@ pub fn to_canonical_string(value: &Value) -> String {
 pub fn to_canonical_bytes_without(value: &Value, skip: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     match value {
+        Value::Object(map) if in_utf16_order(map) => {
+            write_entries(map.iter().filter(|(k, _)| k.as_str() != skip), &mut out)
+        }
         Value::Object(map) => {
             write_entries(sorted_entries(map).into_iter().filter(|(k, _)| k.as_str() != skip), &mut out)
         }
@@ -69,6 +72,21 @@ pub fn digest<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     Ok(sha256_hex(canonical_json(value)?.as_bytes()))
 }
 
+/// Whether `map` iterates in its keys' UTF-16 code unit order already, as
+/// a serde_json map (a `BTreeMap`, in byte order) does unless a key holds a
+/// character from U+E000 on (the only ones whose UTF-8 byte order and
+/// UTF-16 order can disagree). Checked without allocating, so the common
+/// case skips [`sorted_entries`].
+fn in_utf16_order(map: &serde_json::Map<String, Value>) -> bool {
+    let mut previous: Option<&[u8]> = None;
+    map.keys().all(|key| {
+        let key = key.as_bytes();
+        let ordered = previous.is_none_or(|p| p < key) && key.iter().all(|&b| b < 0xee);
+        previous = Some(key);
+        ordered
+    })
+}
+
 /// The entries of `map` ordered by their keys' UTF-16 code units.
 fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
@@ -83,6 +101,7 @@ fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)
 /// Appends the canonical form of `value` to `out`.
 pub fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
+        Value::Object(map) if in_utf16_order(map) => write_entries(map.iter(), out),
         Value::Object(map) => write_entries(sorted_entries(map).into_iter(), out),
         Value::Array(items) => {
             out.push(b'[');
@@ -94,7 +113,21 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
+        Value::String(text) => write_str(text, out),
         scalar => write_scalar(scalar, out),
+    }
+}
+
+/// Appends a JSON string exactly as serde_json writes it; a string with
+/// nothing to escape (no `"`, `\` or control character) is copied as is.
+fn write_str(text: &str, out: &mut Vec<u8>) {
+    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        write_scalar(text, out);
+    } else {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
     }
 }
 
@@ -104,7 +137,7 @@ fn write_entries<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out
         if i > 0 {
             out.push(b',');
         }
-        write_scalar(key, out);
+        write_str(key, out);
         out.push(b':');
         write_value(item, out);
     }
@@ -144,6 +177,17 @@ mod tests {
         let v: Value = serde_json::from_str(r#"{"b": 1, "a": 2, "c": 3}"#).unwrap();
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for text in
+            ["", "plain", "quote \" and \\ back", "tab\t nl\n nul\u{0} del\u{7f}", "é ✓ 😀 \u{E000}", "</script>"]
+        {
+            let mut out = Vec::new();
+            write_value(&Value::String(text.to_owned()), &mut out);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]
