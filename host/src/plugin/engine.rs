@@ -15,8 +15,7 @@ use super::{PluginError, PluginKind, WIT_VERSION, imports};
 use crate::canonical::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker, Type};
+use wasmtime::component::{Component, ComponentType, HasSelf, Lift, Linker, Lower};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances.
@@ -32,12 +31,18 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 /// Fuel for the `metadata` call made at load time.
 const METADATA_FUEL: u64 = 10_000_000;
 
-/// What a plugin says about itself (`metadata()`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a plugin says about itself (`metadata()`; the WIT record
+/// `plugin-metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ComponentType, Lift, Lower)]
+#[component(record)]
 pub struct PluginMetadata {
+    #[component(name = "name")]
     pub name: String,
+    #[component(name = "version")]
     pub version: String,
+    #[component(name = "kind")]
     pub kind: PluginKind,
+    #[component(name = "description")]
     pub description: String,
 }
 
@@ -58,33 +63,17 @@ pub struct LoadedPlugin {
     /// Whether it imports any WASI interface; a call builds a WASI context
     /// only for a component that does.
     pub imports_wasi: bool,
-    pub(crate) pre: InstancePre<PluginState>,
-    /// `metadata` and the world's operation, looked up once.
-    pub(crate) metadata_export: Export,
-    pub(crate) operation: Export,
+    /// The component, instantiable as its world (exports type-checked and
+    /// looked up once, at load).
+    pub(crate) world: WorldPre,
 }
 
-/// An exported function, found by name at load time so that a call looks
-/// it up by index.
+/// A loaded component as the world it implements.
 #[derive(Clone)]
-pub(crate) struct Export {
-    pub name: &'static str,
-    pub index: ComponentExportIndex,
-    /// Name and type of its one parameter, if it has one.
-    pub param: Option<(String, Type)>,
-    pub results: usize,
-}
-
-impl Export {
-    fn find(component: &Component, name: &'static str) -> Option<Self> {
-        match component.get_export(None, name)? {
-            (ComponentItem::ComponentFunc(func), index) => {
-                let param = func.params().next().map(|(name, ty)| (name.to_owned(), ty));
-                Some(Self { name, index, param, results: func.results().len() })
-            }
-            _ => None,
-        }
-    }
+pub(crate) enum WorldPre {
+    RepoProbe(probe::RepoProbePre<PluginState>),
+    RiskScorer(scorer::RiskScorerPre<PluginState>),
+    FederationSelector(selector::FederationSelectorPre<PluginState>),
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -178,24 +167,18 @@ impl PluginEngine {
             world: kind.as_str(),
             detail: format!("{e:#}"),
         })?;
-        let typecheck = match kind {
-            PluginKind::RepoProbe => probe::RepoProbePre::new(pre.clone()).map(drop),
-            PluginKind::RiskScorer => scorer::RiskScorerPre::new(pre.clone()).map(drop),
-            PluginKind::FederationSelector => selector::FederationSelectorPre::new(pre.clone()).map(drop),
-        };
-        typecheck.map_err(|e| PluginError::WrongWorld {
+        let world = match kind {
+            PluginKind::RepoProbe => probe::RepoProbePre::new(pre).map(WorldPre::RepoProbe),
+            PluginKind::RiskScorer => scorer::RiskScorerPre::new(pre).map(WorldPre::RiskScorer),
+            PluginKind::FederationSelector => {
+                selector::FederationSelectorPre::new(pre).map(WorldPre::FederationSelector)
+            }
+        }
+        .map_err(|e| PluginError::WrongWorld {
             source_name: source.to_owned(),
             world: kind.as_str(),
             detail: format!("{e:#}"),
         })?;
-        let export = |name: &'static str| {
-            Export::find(&component, name).ok_or_else(|| PluginError::WrongWorld {
-                source_name: source.to_owned(),
-                world: kind.as_str(),
-                detail: format!("no exported function {name:?}"),
-            })
-        };
-        let (metadata_export, operation) = (export("metadata")?, export(kind.operation())?);
         let wit_version = imports
             .iter()
             .find_map(|i| i.strip_prefix("hermes:plugin/").and_then(|r| r.split_once('@')).map(|(_, v)| v.to_owned()))
@@ -210,9 +193,7 @@ impl PluginEngine {
             imports,
             exports,
             cache,
-            pre,
-            metadata_export,
-            operation,
+            world,
         };
         plugin.metadata = self.metadata(&plugin)?;
         Ok(plugin)
@@ -227,9 +208,9 @@ impl PluginEngine {
             logical_time: 0,
             worktree: None,
         };
-        let raw = call::call_export(self, plugin, &plugin.metadata_export, None, &spec).map_err(|e| fail(e.message))?;
+        let raw = call::call_export(self, plugin, None, &spec).map_err(|e| fail(e.message))?;
         let metadata: PluginMetadata =
-            serde_json::from_value(raw.output).map_err(|e| fail(format!("unexpected metadata: {e}")))?;
+            serde_json::from_value(raw.output.map_err(fail)?).map_err(|e| fail(format!("unexpected metadata: {e}")))?;
         if metadata.kind != plugin.kind {
             return Err(fail(format!(
                 "says it is a {} but implements {}",
