@@ -49,11 +49,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// SHA-256 of the canonical JSON of `value`, as bytes.
+/// SHA-256 of the canonical JSON of `value`, as bytes. The JSON is written
+/// into a buffer kept per thread (a plugin call hashes its input, and a
+/// fresh kilobyte-sized allocation per call costs more than the hashing).
 pub fn sha256(value: &Value) -> [u8; 32] {
-    let mut out = Vec::with_capacity(1024);
-    write_value(value, &mut out);
-    Sha256::digest(&out).into()
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        write_value(value, out);
+        let digest = Sha256::digest(&out[..]).into();
+        if out.capacity() > 1 << 16 {
+            // Do not keep a large probe input's buffer for good.
+            *out = Vec::new();
+        }
+        digest
+    })
 }
 
 /// Lower-case hex of `bytes`.

@@ -298,9 +298,13 @@ where
 }
 
 /// Reads `json` as a `T`; the error names the JSON path under `root`
-/// (`at input.repo: missing field `ahead``).
+/// (`at input.repo: missing field `ahead``). The path is tracked only when
+/// the input does not fit, by reading it a second time.
 pub fn from_json<T: serde::de::DeserializeOwned>(json: &serde_json::Value, root: &str) -> Result<T, String> {
-    serde_path_to_error::deserialize(json).map_err(|e| {
+    if let Ok(value) = T::deserialize(json) {
+        return Ok(value);
+    }
+    serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
         let path = e.path().to_string();
         match path.as_str() {
             "." => format!("at {root}: {}", e.inner()),
