@@ -28,6 +28,9 @@ pub fn to_canonical_string(value: &Value) -> String {
 pub fn to_canonical_bytes_without(value: &Value, skip: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     match value {
+        Value::Object(map) if in_utf16_order(map) => {
+            write_entries(map.iter().filter(|(k, _)| k.as_str() != skip), &mut out)
+        }
         Value::Object(map) => {
             write_entries(sorted_entries(map).into_iter().filter(|(k, _)| k.as_str() != skip), &mut out)
         }
@@ -43,18 +46,44 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<String, serde_json::Err
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let hex = sha256_hex_bytes(Sha256::digest(bytes).into());
-    // Hex digits are ASCII.
-    String::from_utf8_lossy(&hex).into_owned()
+    hex(&Sha256::digest(bytes))
 }
 
-/// A SHA-256 digest as lower-case hex digits.
-pub fn sha256_hex_bytes(digest: [u8; 32]) -> [u8; 64] {
+/// SHA-256 of the canonical JSON of `value`, as bytes. The JSON is written
+/// into a buffer kept per thread (a plugin call hashes its input, and a
+/// fresh kilobyte-sized allocation per call costs more than the hashing).
+pub fn sha256(value: &Value) -> [u8; 32] {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        write_value(value, out);
+        let digest = Sha256::digest(&out[..]).into();
+        if out.capacity() > 1 << 16 {
+            // Do not keep a large probe input's buffer for good.
+            *out = Vec::new();
+        }
+        digest
+    })
+}
+
+/// The two lower-case hex digits of `byte`.
+fn hex_pair(byte: u8) -> [u8; 2] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(byte >> 4)], DIGITS[usize::from(byte & 0xf)]]
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().flat_map(|b| hex_pair(*b)).map(char::from).collect()
+}
+
+/// A SHA-256 digest as lower-case hex digits, without allocating.
+pub fn sha256_hex_bytes(digest: [u8; 32]) -> [u8; 64] {
     let mut hex = [0u8; 64];
     for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
+        pair.copy_from_slice(&hex_pair(byte));
     }
     hex
 }
@@ -62,6 +91,21 @@ pub fn sha256_hex_bytes(digest: [u8; 32]) -> [u8; 64] {
 /// SHA-256 of the canonical JSON of `value`.
 pub fn digest<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     Ok(sha256_hex(canonical_json(value)?.as_bytes()))
+}
+
+/// Whether `map` iterates in its keys' UTF-16 code unit order already, as
+/// a serde_json map (a `BTreeMap`, in byte order) does unless a key holds a
+/// character from U+E000 on (the only ones whose UTF-8 byte order and
+/// UTF-16 order can disagree). Checked without allocating, so the common
+/// case skips [`sorted_entries`].
+fn in_utf16_order(map: &serde_json::Map<String, Value>) -> bool {
+    let mut previous: Option<&[u8]> = None;
+    map.keys().all(|key| {
+        let key = key.as_bytes();
+        let ordered = previous.is_none_or(|p| p < key) && key.iter().all(|&b| b < 0xee);
+        previous = Some(key);
+        ordered
+    })
 }
 
 /// The entries of `map` ordered by their keys' UTF-16 code units.
@@ -78,6 +122,7 @@ fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)
 /// Appends the canonical form of `value` to `out`.
 pub fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
+        Value::Object(map) if in_utf16_order(map) => write_entries(map.iter(), out),
         Value::Object(map) => write_entries(sorted_entries(map).into_iter(), out),
         Value::Array(items) => {
             out.push(b'[');
@@ -89,7 +134,21 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
+        Value::String(text) => write_str(text, out),
         scalar => write_scalar(scalar, out),
+    }
+}
+
+/// Appends a JSON string exactly as serde_json writes it; a string with
+/// nothing to escape (no `"`, `\` or control character) is copied as is.
+fn write_str(text: &str, out: &mut Vec<u8>) {
+    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        write_scalar(text, out);
+    } else {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
     }
 }
 
@@ -99,7 +158,7 @@ fn write_entries<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out
         if i > 0 {
             out.push(b',');
         }
-        write_scalar(key, out);
+        write_str(key, out);
         out.push(b':');
         write_value(item, out);
     }
@@ -139,6 +198,17 @@ mod tests {
         let v: Value = serde_json::from_str(r#"{"b": 1, "a": 2, "c": 3}"#).unwrap();
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for text in
+            ["", "plain", "quote \" and \\ back", "tab\t nl\n nul\u{0} del\u{7f}", "é ✓ 😀 \u{E000}", "</script>"]
+        {
+            let mut out = Vec::new();
+            write_value(&Value::String(text.to_owned()), &mut out);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]

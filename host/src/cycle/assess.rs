@@ -7,12 +7,13 @@
 //! risk-scorer plugin -> risk, recommendation, reasons   (only for repos that could upgrade)
 //! ```
 //!
-//! [`assess_repos`] runs these steps for every repository in three passes:
-//! the selector calls one repository after the other in policy order, then
-//! the git probes (fetches) on up to `lanes` threads, each fetch holding a
-//! slot of the [`RemoteBudget`] of the URL it fetches from, then the probe
-//! and scorer plugins again in policy order. Results are in policy order, so
-//! plans and decision hashes do not depend on which fetch finished first.
+//! [`assess_repos`] runs these steps for every repository in three passes,
+//! each on up to `lanes` threads ([`map_in_lanes`]): the selector calls,
+//! then the git probes (fetches), each fetch holding a slot of the
+//! [`RemoteBudget`] of the URL it fetches from, then the probe and scorer
+//! plugins. Results are in policy order, so plans and decision hashes do
+//! not depend on which lane finished first (a plugin's output and fuel
+//! depend only on its input).
 //!
 //! When every candidate remote of a repository has an open circuit (cool-down
 //! not over, see [`crate::federation::health`]), nothing is fetched and the
@@ -28,6 +29,7 @@
 
 use super::Progress;
 use super::fetch::FetchFailure;
+use super::lanes::map_in_lanes;
 use super::probe::{self, FetchRecord, Fetcher, ProbeOptions, RepoProbe};
 use crate::coordinate::RemoteBudget;
 use crate::federation::{Circuit, HealthBook, HealthPolicy};
@@ -41,8 +43,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The risk scorer's verdict.
@@ -109,19 +109,16 @@ pub fn assess_repos(
     budget: &RemoteBudget,
     progress: Progress<'_>,
 ) -> Vec<(Assessment, Vec<FetchRecord>)> {
-    // 1. The selector, one repository after the other.
-    let selections: Vec<Selection> = repos.iter().map(|(repo, path)| select(ctx, repo, path)).collect();
-    // 2. The git probes, in parallel.
+    // 1. The selector.
+    let selections: Vec<Selection> =
+        map_in_lanes(repos.iter().collect(), lanes, |_, (repo, path)| select(ctx, repo, path));
+    // 2. The git probes.
     let probes = probe_all(ctx.probe_options, repos, &selections, lanes, budget, progress);
-    // 3. The probe and scorer plugins, one repository after the other.
-    repos
-        .iter()
-        .zip(selections)
-        .zip(probes)
-        .map(|(((repo, path), selection), (probe, fetches))| {
-            (finish(ctx, repo, path, intelligence, selection, probe), fetches)
-        })
-        .collect()
+    // 3. The probe and scorer plugins.
+    let steps: Vec<_> = repos.iter().zip(selections).zip(probes).collect();
+    map_in_lanes(steps, lanes, |_, (((repo, path), selection), (probe, fetches))| {
+        (finish(ctx, repo, path, intelligence, selection, probe), fetches)
+    })
 }
 
 /// Where a repository's probe fetches from.
@@ -161,11 +158,8 @@ fn select(ctx: &AssessContext<'_>, repo: &RepoPolicy, path: &Path) -> Selection 
     Selection { remote_urls, route: Route::Fetch(remotes), plugin_failure, calls }
 }
 
-/// One repository's probe and its fetches, filled in by whichever lane took it.
-type ProbeSlot = Mutex<Option<(RepoProbe, Vec<FetchRecord>)>>;
-
-/// Probes every repository on up to `lanes` threads, taking repositories in
-/// order from a shared counter; results come back in `repos`' order.
+/// Probes every repository on up to `lanes` threads; results come back in
+/// `repos`' order.
 fn probe_all(
     options: ProbeOptions,
     repos: &[(&RepoPolicy, PathBuf)],
@@ -176,43 +170,19 @@ fn probe_all(
 ) -> Vec<(RepoProbe, Vec<FetchRecord>)> {
     let origin = Instant::now();
     let total = repos.len();
-    let routes: Vec<(&Route, &BTreeMap<String, String>)> =
-        selections.iter().map(|s| (&s.route, &s.remote_urls)).collect();
-    let slots: Vec<ProbeSlot> = repos.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let work = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::SeqCst);
-            let (Some((repo, path)), Some((route, urls))) = (repos.get(i), routes.get(i)) else { break };
-            progress(&format!("probing {} ({}/{total})", repo.name, i + 1));
-            let result = match route {
-                Route::Fetch(remotes) => {
-                    let fetcher = Fetcher { budget, origin, repo: &repo.name, urls };
-                    probe::probe(repo, path, options, remotes, &fetcher)
-                }
-                Route::CircuitOpen { remote, failure } => {
-                    (probe::probe_unfetched(repo, path, options, remote, failure.clone()), Vec::new())
-                }
-            };
-            *slots[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
+    let items: Vec<_> = repos.iter().zip(selections).collect();
+    map_in_lanes(items, lanes, |i, ((repo, path), selection)| {
+        progress(&format!("probing {} ({}/{total})", repo.name, i + 1));
+        match &selection.route {
+            Route::Fetch(remotes) => {
+                let fetcher = Fetcher { budget, origin, repo: &repo.name, urls: &selection.remote_urls };
+                probe::probe(repo, path, options, remotes, &fetcher)
+            }
+            Route::CircuitOpen { remote, failure } => {
+                (probe::probe_unfetched(repo, path, options, remote, failure.clone()), Vec::new())
+            }
         }
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..lanes.clamp(1, total.max(1)) {
-            scope.spawn(work);
-        }
-        // This thread is a lane too.
-        work();
-    });
-    slots
-        .into_iter()
-        .zip(repos)
-        .map(|(slot, (repo, _))| {
-            slot.into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .unwrap_or_else(|| panic!("no probe of {}: a probe lane stopped early", repo.name))
-        })
-        .collect()
+    })
 }
 
 /// The remotes the selector chooses among: the policy's, else the primary.
@@ -272,7 +242,7 @@ fn finish(
     let facts = repo_facts(&assessment.probe, repo);
     let record = ctx.plugins.call(
         PluginKind::RepoProbe,
-        &json!({ "repo": facts, "logical-time": ctx.logical_time }),
+        json!({ "repo": facts, "logical-time": ctx.logical_time }),
         ctx.logical_time,
         Some(path),
     );
@@ -301,7 +271,7 @@ fn finish(
         "logical-time": ctx.logical_time,
         "hour-of-day": (ctx.logical_time / 3600) % 24,
     });
-    let record = ctx.plugins.call(PluginKind::RiskScorer, &input, ctx.logical_time, None);
+    let record = ctx.plugins.call(PluginKind::RiskScorer, input, ctx.logical_time, None);
     match record.output.as_ref().map(|o| serde_json::from_value::<Score>(o.clone())) {
         Some(Ok(score)) => assessment.score = Some(score),
         _ => assessment.plugin_failure = Some(PluginFailure::of(&record)),
@@ -347,7 +317,7 @@ fn select_remotes(
         })
         .collect();
     let input = json!({ "repo": repo.name, "candidates": candidates, "logical-time": ctx.logical_time });
-    let record = ctx.plugins.call(PluginKind::FederationSelector, &input, ctx.logical_time, None);
+    let record = ctx.plugins.call(PluginKind::FederationSelector, input, ctx.logical_time, None);
     calls.push(record.clone());
     let output = record.output.as_ref().ok_or_else(|| record.clone())?;
     let mut ranking: Vec<String> = output

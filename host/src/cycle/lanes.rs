@@ -5,6 +5,12 @@
 //! count (the topology snapshot is the same on every run of the same plan).
 //! An upgrade holds a slot of the budget of its remote's URL while it runs.
 //! Results come back in the decisions' order.
+//!
+//! Phase 1's passes (selector calls, git probes, probe and scorer plugin
+//! calls) run on lanes too, through [`map_in_lanes`]: items are taken in
+//! order from a shared counter (their work takes unequal time) and results
+//! come back in the items' order, so nothing downstream depends on which
+//! lane ran what.
 
 use super::Progress;
 use super::assess::health_key;
@@ -15,7 +21,43 @@ use super::reserve::Reservations;
 use crate::coordinate::RemoteBudget;
 use crate::ledger::{EventLedger, LedgerError};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// Applies `work` to every item (with its index) on up to `lanes` threads,
+/// this one included, which take the items in order from a shared counter;
+/// returns the results in the items' order.
+pub fn map_in_lanes<T: Send, R: Send>(items: Vec<T>, lanes: usize, work: impl Fn(usize, T) -> R + Sync) -> Vec<R> {
+    let total = items.len();
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|item| Mutex::new(Some(item))).collect();
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let lane = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = items.get(i) else { break };
+            let Some(item) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() else { continue };
+            let result = work(i, item);
+            *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..lanes.clamp(1, total.max(1)) {
+            scope.spawn(lane);
+        }
+        lane();
+    });
+    // A lane that panicked has made the scope panic, so every slot is full.
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            slot.into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unwrap_or_else(|| panic!("item {i} of {total} has no result: a lane stopped early"))
+        })
+        .collect()
+}
 
 /// The lane of the `index`-th decision of a level run on `lanes` lanes.
 pub fn lane_of(index: usize, lanes: usize) -> usize {

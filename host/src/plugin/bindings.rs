@@ -1,12 +1,18 @@
 //! Host bindings generated from `wit/0.1.0` with `wasmtime::component::bindgen!`.
 //!
-//! Calls go through [`super::value`] as JSON; these bindings provide the
-//! `host` import (bounded logging) and the typed `*Pre` wrappers whose
-//! construction type-checks a component's exports against its world.
+//! The records and enums are [`super::wit`]'s (mapped with `with`), so a
+//! call lowers and lifts them directly; these bindings provide the `host`
+//! import (bounded logging) and the typed `*Pre` wrappers, whose
+//! construction type-checks a component's exports against its world and
+//! looks them up once.
 
-/// World `repo-probe`; also home of the shared `host` and `types` interfaces.
+/// World `repo-probe`; also home of the shared `host` interface.
 pub mod probe {
-    wasmtime::component::bindgen!({ world: "repo-probe", path: "../wit/0.1.0" });
+    wasmtime::component::bindgen!({
+        world: "repo-probe",
+        path: "../wit/0.1.0",
+        with: { "hermes:plugin/types": crate::plugin::wit },
+    });
 }
 
 /// World `risk-scorer`.
@@ -16,7 +22,7 @@ pub mod scorer {
         path: "../wit/0.1.0",
         with: {
             "hermes:plugin/host": super::probe::hermes::plugin::host,
-            "hermes:plugin/types": super::probe::hermes::plugin::types,
+            "hermes:plugin/types": crate::plugin::wit,
         },
     });
 }
@@ -28,7 +34,7 @@ pub mod selector {
         path: "../wit/0.1.0",
         with: {
             "hermes:plugin/host": super::probe::hermes::plugin::host,
-            "hermes:plugin/types": super::probe::hermes::plugin::types,
+            "hermes:plugin/types": crate::plugin::wit,
         },
     });
 }

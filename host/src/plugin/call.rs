@@ -1,17 +1,16 @@
 //! One plugin call: fresh instance, limits, JSON in and out, and the
 //! [`CallRecord`] that goes into the ledger.
 
-use super::engine::{LoadedPlugin, PluginEngine};
+use super::engine::{LoadedPlugin, PluginEngine, WorldPre};
 use super::sandbox::{LogLine, PluginState, SandboxSpec};
-use super::{PluginKind, WASMTIME_VERSION, value};
+use super::{PluginKind, WASMTIME_VERSION, wit};
 use crate::canonical;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
-use wasmtime::component::Val;
-use wasmtime::{Store, Trap};
+use wasmtime::{AsContextMut, Store, StoreContextMut, Trap};
 
 /// Limits and context of one call.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +74,9 @@ pub struct CallRecord {
 
 /// Raw result of calling one export.
 pub(crate) struct Raw {
-    pub output: Value,
+    /// The `metadata` record, or the operation's `ok` value; `Err` holds the
+    /// operation's `err` message.
+    pub output: Result<Value, String>,
     pub fuel_used: u64,
     pub peak_memory: usize,
     pub state: Option<PluginState>,
@@ -91,10 +92,11 @@ pub(crate) struct Failure {
     pub state: Option<Box<PluginState>>,
 }
 
-/// Calls the plugin's operation with `input` and records everything.
-pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec: &CallSpec<'_>) -> CallRecord {
-    let canonical_input = canonical::to_canonical_string(input);
-    let input_digest: [u8; 32] = Sha256::digest(canonical_input.as_bytes()).into();
+/// Calls the plugin's operation with `input` and records everything (the
+/// input moves into the record).
+pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: Value, spec: &CallSpec<'_>) -> CallRecord {
+    let input_digest = canonical::sha256(&input);
+    let result = call_with_digest(engine, plugin, Some(&input), spec, input_digest);
     let mut record = CallRecord {
         plugin: plugin.metadata.name.clone(),
         version: plugin.metadata.version.clone(),
@@ -103,8 +105,8 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
         digest: plugin.digest.clone(),
         wit_version: plugin.wit_version.clone(),
         wasmtime_version: WASMTIME_VERSION.to_owned(),
-        input: input.clone(),
-        input_digest: hex(&input_digest),
+        input,
+        input_digest: canonical::hex(&input_digest),
         outcome: CallOutcome::Ok,
         output: None,
         error: None,
@@ -116,29 +118,21 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
         logs: Vec::new(),
         logs_dropped: 0,
     };
-    let result = call_with_digest(engine, plugin, plugin.kind.operation(), Some(input), spec, input_digest);
     let state = match result {
         Ok(raw) => {
             record.fuel_used = raw.fuel_used;
             record.peak_memory = raw.peak_memory as u64;
             match raw.output {
-                Value::Object(mut map) if map.contains_key("ok") => {
-                    let output = map.remove("ok").unwrap_or(Value::Null);
-                    match validate_output(plugin.kind, input, &output) {
-                        Ok(()) => record.output = Some(output),
-                        Err(problem) => {
-                            record.outcome = CallOutcome::InvalidOutput;
-                            record.error = Some(problem);
-                        }
+                Ok(output) => match validate_output(plugin.kind, &record.input, &output) {
+                    Ok(()) => record.output = Some(output),
+                    Err(problem) => {
+                        record.outcome = CallOutcome::InvalidOutput;
+                        record.error = Some(problem);
                     }
-                }
-                Value::Object(map) => {
+                },
+                Err(message) => {
                     record.outcome = CallOutcome::PluginError;
-                    record.error = Some(map.get("err").and_then(Value::as_str).unwrap_or("(no message)").to_owned());
-                }
-                other => {
-                    record.outcome = CallOutcome::InvalidOutput;
-                    record.error = Some(format!("expected a result, got {other}"));
+                    record.error = Some(message);
                 }
             }
             raw.state
@@ -159,24 +153,21 @@ pub fn invoke(engine: &PluginEngine, plugin: &LoadedPlugin, input: &Value, spec:
     record
 }
 
-/// Calls `export` (with `input` as its one argument, if any) in a fresh
-/// instance. Randomness is seeded from `input`'s canonical digest.
+/// Calls the operation with `input`, or `metadata` when there is no input,
+/// in a fresh instance. Randomness is seeded from `input`'s canonical digest.
 pub(crate) fn call_export(
     engine: &PluginEngine,
     plugin: &LoadedPlugin,
-    export: &str,
     input: Option<&Value>,
     spec: &CallSpec<'_>,
 ) -> Result<Raw, Failure> {
-    let canonical_input = input.map(canonical::to_canonical_string).unwrap_or_default();
-    let digest: [u8; 32] = Sha256::digest(canonical_input.as_bytes()).into();
-    call_with_digest(engine, plugin, export, input, spec, digest)
+    let digest = input.map_or_else(|| Sha256::digest([]).into(), canonical::sha256);
+    call_with_digest(engine, plugin, input, spec, digest)
 }
 
 fn call_with_digest(
     engine: &PluginEngine,
     plugin: &LoadedPlugin,
-    export: &str,
     input: Option<&Value>,
     spec: &CallSpec<'_>,
     input_digest: [u8; 32],
@@ -188,6 +179,7 @@ fn call_with_digest(
         input_digest,
         memory_cap: spec.memory_cap,
         worktree: spec.worktree,
+        wasi: plugin.imports_wasi,
     };
     let state = PluginState::new(&sandbox).map_err(bad)?;
     let mut store = Store::new(engine.engine(), state);
@@ -195,29 +187,7 @@ fn call_with_digest(
     store.set_fuel(spec.fuel).map_err(|e| bad(format!("{e:#}")))?;
     let ticks = (spec.deadline.as_millis() / super::engine::EPOCH_TICK.as_millis()).max(1) as u64;
     store.set_epoch_deadline(ticks);
-    let outcome = (|| -> Result<Value, (CallOutcome, String)> {
-        let instance = plugin
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| (CallOutcome::Trap, format!("instantiation failed: {e:#}")))?;
-        let func = instance
-            .get_func(&mut store, export)
-            .ok_or_else(|| (CallOutcome::BadCall, format!("the component exports no function {export:?}")))?;
-        let ty = func.ty(&store);
-        let params: Vec<Val> = match (ty.params().next(), input) {
-            (Some((name, param_ty)), Some(json)) => {
-                vec![
-                    value::to_val(json, &param_ty, name)
-                        .map_err(|e| (CallOutcome::BadCall, format!("input does not fit the WIT types: {e}")))?,
-                ]
-            }
-            (None, None) => Vec::new(),
-            _ => return Err((CallOutcome::BadCall, format!("{export} takes a different number of arguments"))),
-        };
-        let mut results = vec![Val::Bool(false); ty.results().len()];
-        func.call(&mut store, &params, &mut results).map_err(|e| classify(&e))?;
-        Ok(results.first().map(value::to_json).unwrap_or(Value::Null))
-    })();
+    let outcome = call_world(&plugin.world, store.as_context_mut(), input);
     let fuel_used = spec.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let mut state = store.into_data();
     let peak_memory = state.peak_memory;
@@ -231,6 +201,54 @@ fn call_with_digest(
             Err(Failure { outcome, message: truncate(message), fuel_used, peak_memory, state: Some(Box::new(state)) })
         }
     }
+}
+
+/// What a typed call returns: the JSON of the result, or how it failed.
+type Called = Result<Result<Value, String>, (CallOutcome, String)>;
+
+/// Instantiates the component as its world and calls the operation with
+/// `input` (read from JSON into the world's input type), or `metadata`.
+fn call_world(world: &WorldPre, mut store: StoreContextMut<'_, PluginState>, input: Option<&Value>) -> Called {
+    let instantiated = |e: wasmtime::Error| (CallOutcome::Trap, format!("instantiation failed: {e:#}"));
+    match world {
+        WorldPre::RepoProbe(pre) => {
+            let plugin = pre.instantiate(&mut store).map_err(instantiated)?;
+            match input {
+                Some(json) => operation(json, |input| plugin.call_probe(&mut store, input)),
+                None => metadata(plugin.call_metadata(&mut store)),
+            }
+        }
+        WorldPre::RiskScorer(pre) => {
+            let plugin = pre.instantiate(&mut store).map_err(instantiated)?;
+            match input {
+                Some(json) => operation(json, |input| plugin.call_score(&mut store, input)),
+                None => metadata(plugin.call_metadata(&mut store)),
+            }
+        }
+        WorldPre::FederationSelector(pre) => {
+            let plugin = pre.instantiate(&mut store).map_err(instantiated)?;
+            match input {
+                Some(json) => operation(json, |input| plugin.call_select(&mut store, input)),
+                None => metadata(plugin.call_metadata(&mut store)),
+            }
+        }
+    }
+}
+
+/// Reads the input, makes the call, and writes its `ok` value as JSON.
+fn operation<I: serde::de::DeserializeOwned, O: Serialize>(
+    json: &Value,
+    call: impl FnOnce(&I) -> wasmtime::Result<Result<O, String>>,
+) -> Called {
+    let input: I = wit::from_json(json, "input")
+        .map_err(|e| (CallOutcome::BadCall, format!("input does not fit the WIT types: {e}")))?;
+    let output = call(&input).map_err(|e| classify(&e))?;
+    Ok(output.map(|ok| serde_json::to_value(ok).unwrap_or(Value::Null)))
+}
+
+fn metadata(result: wasmtime::Result<super::engine::PluginMetadata>) -> Called {
+    let metadata = result.map_err(|e| classify(&e))?;
+    Ok(Ok(serde_json::to_value(metadata).unwrap_or(Value::Null)))
 }
 
 fn classify(error: &wasmtime::Error) -> (CallOutcome, String) {
@@ -253,10 +271,6 @@ fn truncate(mut message: String) -> String {
         message.push_str(" [truncated]");
     }
     message
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Contract checks the WIT types cannot express.

@@ -15,7 +15,7 @@ use super::{PluginError, PluginKind, WIT_VERSION, imports};
 use crate::canonical::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::{Component, ComponentType, HasSelf, Lift, Linker, Lower};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances.
@@ -31,12 +31,18 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 /// Fuel for the `metadata` call made at load time.
 const METADATA_FUEL: u64 = 10_000_000;
 
-/// What a plugin says about itself (`metadata()`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a plugin says about itself (`metadata()`; the WIT record
+/// `plugin-metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ComponentType, Lift, Lower)]
+#[component(record)]
 pub struct PluginMetadata {
+    #[component(name = "name")]
     pub name: String,
+    #[component(name = "version")]
     pub version: String,
+    #[component(name = "kind")]
     pub kind: PluginKind,
+    #[component(name = "description")]
     pub description: String,
 }
 
@@ -54,7 +60,20 @@ pub struct LoadedPlugin {
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub cache: CacheUse,
-    pub(crate) pre: InstancePre<PluginState>,
+    /// Whether it imports any WASI interface; a call builds a WASI context
+    /// only for a component that does.
+    pub imports_wasi: bool,
+    /// The component, instantiable as its world (exports type-checked and
+    /// looked up once, at load).
+    pub(crate) world: WorldPre,
+}
+
+/// A loaded component as the world it implements.
+#[derive(Clone)]
+pub(crate) enum WorldPre {
+    RepoProbe(probe::RepoProbePre<PluginState>),
+    RiskScorer(scorer::RiskScorerPre<PluginState>),
+    FederationSelector(selector::FederationSelectorPre<PluginState>),
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -148,12 +167,14 @@ impl PluginEngine {
             world: kind.as_str(),
             detail: format!("{e:#}"),
         })?;
-        let typecheck = match kind {
-            PluginKind::RepoProbe => probe::RepoProbePre::new(pre.clone()).map(drop),
-            PluginKind::RiskScorer => scorer::RiskScorerPre::new(pre.clone()).map(drop),
-            PluginKind::FederationSelector => selector::FederationSelectorPre::new(pre.clone()).map(drop),
-        };
-        typecheck.map_err(|e| PluginError::WrongWorld {
+        let world = match kind {
+            PluginKind::RepoProbe => probe::RepoProbePre::new(pre).map(WorldPre::RepoProbe),
+            PluginKind::RiskScorer => scorer::RiskScorerPre::new(pre).map(WorldPre::RiskScorer),
+            PluginKind::FederationSelector => {
+                selector::FederationSelectorPre::new(pre).map(WorldPre::FederationSelector)
+            }
+        }
+        .map_err(|e| PluginError::WrongWorld {
             source_name: source.to_owned(),
             world: kind.as_str(),
             detail: format!("{e:#}"),
@@ -168,10 +189,11 @@ impl PluginEngine {
             kind,
             metadata: PluginMetadata { name: String::new(), version: String::new(), kind, description: String::new() },
             wit_version,
+            imports_wasi: imports.iter().any(|i| i.starts_with("wasi:")),
             imports,
             exports,
             cache,
-            pre,
+            world,
         };
         plugin.metadata = self.metadata(&plugin)?;
         Ok(plugin)
@@ -186,9 +208,9 @@ impl PluginEngine {
             logical_time: 0,
             worktree: None,
         };
-        let raw = call::call_export(self, plugin, "metadata", None, &spec).map_err(|e| fail(e.message))?;
+        let raw = call::call_export(self, plugin, None, &spec).map_err(|e| fail(e.message))?;
         let metadata: PluginMetadata =
-            serde_json::from_value(raw.output).map_err(|e| fail(format!("unexpected metadata: {e}")))?;
+            serde_json::from_value(raw.output.map_err(fail)?).map_err(|e| fail(format!("unexpected metadata: {e}")))?;
         if metadata.kind != plugin.kind {
             return Err(fail(format!(
                 "says it is a {} but implements {}",

@@ -98,8 +98,8 @@ pub fn result_value(record: &CallRecord) -> Value {
 
 /// Runs one case twice and compares.
 pub fn run_case(engine: &PluginEngine, plugin: &LoadedPlugin, case: &Case, spec: &CallSpec<'_>) -> CaseReport {
-    let first = call::invoke(engine, plugin, &case.input, spec);
-    let second = call::invoke(engine, plugin, &case.input, spec);
+    let first = call::invoke(engine, plugin, case.input.clone(), spec);
+    let second = call::invoke(engine, plugin, case.input.clone(), spec);
     let actual = result_value(&first);
     let mut failures = Vec::new();
     if !matches!(first.outcome, CallOutcome::Ok | CallOutcome::PluginError) {

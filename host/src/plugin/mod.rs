@@ -13,7 +13,8 @@
 //!   randomness, no environment, no network and (for probes only) a
 //!   read-only worktree ([`sandbox`]);
 //! - passes inputs and outputs as JSON mapped onto the WIT types
-//!   ([`value`]) and returns a [`call::CallRecord`] for the ledger.
+//!   ([`wit`]), lowered and lifted by typed calls, and returns a
+//!   [`call::CallRecord`] for the ledger.
 //!
 //! Default plugins ship inside the binary ([`builtin`]).
 
@@ -26,22 +27,31 @@ pub mod fixture;
 pub mod imports;
 pub mod sandbox;
 pub mod set;
-pub mod value;
+pub mod wit;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use wasmtime::component::{ComponentType, Lift, Lower};
 
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";
 /// The wasmtime version plugins run on (from Cargo.lock, by build.rs).
 pub const WASMTIME_VERSION: &str = env!("HERMES_WASMTIME_VERSION");
 
-/// The three kinds of plugin, one WIT world each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// The three kinds of plugin, one WIT world each (also the WIT enum
+/// `plugin-kind`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ComponentType, Lift, Lower,
+)]
 #[serde(rename_all = "kebab-case")]
+#[component(enum)]
+#[repr(u8)]
 pub enum PluginKind {
+    #[component(name = "repo-probe")]
     RepoProbe,
+    #[component(name = "risk-scorer")]
     RiskScorer,
+    #[component(name = "federation-selector")]
     FederationSelector,
 }
 

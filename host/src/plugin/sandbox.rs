@@ -14,6 +14,11 @@
 //!   records the peak and whether the cap was hit;
 //! - `hermes:plugin/host.log` keeps at most [`LOG_LINES`] lines of at most
 //!   [`LOG_LINE_BYTES`] bytes.
+//!
+//! A component that imports nothing from WASI (decided at load time) gets no
+//! WASI context: building one per call would cost more than the call. Since
+//! nothing of WASI is linked into such an instance, its context is never
+//! asked for; if it were, it would be the same sandbox without a worktree.
 
 use super::bindings::host::{self, LogLevel};
 use rand::SeedableRng;
@@ -43,8 +48,10 @@ pub struct LogLine {
 
 /// Store data of one plugin call.
 pub struct PluginState {
-    wasi: WasiCtx,
-    table: ResourceTable,
+    /// `None` until asked for when the component imports no WASI.
+    wasi: Option<Box<WasiSandbox>>,
+    logical_time: u64,
+    input_digest: [u8; 32],
     memory_cap: usize,
     /// Largest linear memory size granted, in bytes.
     pub peak_memory: usize,
@@ -52,6 +59,12 @@ pub struct PluginState {
     pub memory_exhausted: bool,
     pub logs: Vec<LogLine>,
     pub logs_dropped: u64,
+}
+
+/// The WASI side of a call's sandbox.
+struct WasiSandbox {
+    ctx: WasiCtx,
+    table: ResourceTable,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
 }
@@ -65,6 +78,8 @@ pub struct SandboxSpec<'a> {
     pub memory_cap: usize,
     /// Worktree to preopen read-only (probes only).
     pub worktree: Option<&'a Path>,
+    /// Whether the component imports WASI (else no WASI context is built).
+    pub wasi: bool,
 }
 
 struct FixedWallClock(Duration);
@@ -89,20 +104,38 @@ impl HostMonotonicClock for FixedMonotonicClock {
     }
 }
 
-impl PluginState {
-    /// Builds the sandbox for one call.
-    pub fn new(spec: &SandboxSpec<'_>) -> Result<Self, String> {
+impl WasiSandbox {
+    /// WASI with pinned clocks, seeded randomness, captured stdio and no
+    /// network or filesystem.
+    fn new(logical_time: u64, seed: [u8; 32]) -> Self {
+        Self::build(logical_time, seed, |_| Ok(())).unwrap_or_else(|never: std::convert::Infallible| match never {})
+    }
+
+    /// The same, with `worktree` preopened read-only.
+    fn with_worktree(logical_time: u64, seed: [u8; 32], worktree: &Path) -> Result<Self, String> {
+        Self::build(logical_time, seed, |builder| {
+            builder
+                .preopened_dir(worktree, WORKTREE_GUEST_PATH, FsPerms::ReadOnly)
+                .map(drop)
+                .map_err(|e| format!("cannot preopen {}: {e}", worktree.display()))
+        })
+    }
+
+    fn build<E>(
+        logical_time: u64,
+        seed: [u8; 32],
+        preopen: impl FnOnce(&mut WasiCtxBuilder) -> Result<(), E>,
+    ) -> Result<Self, E> {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
-        let seed = spec.input_digest;
         let mut derived = seed;
         derived[0] ^= 0xa5;
         let mut builder = WasiCtxBuilder::new();
         builder
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .wall_clock(FixedWallClock(Duration::from_secs(spec.logical_time)))
-            .monotonic_clock(FixedMonotonicClock(spec.logical_time.saturating_mul(1_000_000_000)))
+            .wall_clock(FixedWallClock(Duration::from_secs(logical_time)))
+            .monotonic_clock(FixedMonotonicClock(logical_time.saturating_mul(1_000_000_000)))
             .secure_random(StdRng::from_seed(seed))
             .insecure_random(StdRng::from_seed(derived))
             .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().unwrap_or_default()))
@@ -110,34 +143,45 @@ impl PluginState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
-        if let Some(worktree) = spec.worktree {
-            builder
-                .preopened_dir(worktree, WORKTREE_GUEST_PATH, FsPerms::ReadOnly)
-                .map_err(|e| format!("cannot preopen {}: {e}", worktree.display()))?;
-        }
+        preopen(&mut builder)?;
+        Ok(Self { ctx: builder.build(), table: ResourceTable::new(), stdout, stderr })
+    }
+}
+
+impl PluginState {
+    /// Builds the sandbox for one call.
+    pub fn new(spec: &SandboxSpec<'_>) -> Result<Self, String> {
+        let wasi = match (spec.wasi, spec.worktree) {
+            (false, _) => None,
+            (true, None) => Some(Box::new(WasiSandbox::new(spec.logical_time, spec.input_digest))),
+            (true, Some(worktree)) => {
+                Some(Box::new(WasiSandbox::with_worktree(spec.logical_time, spec.input_digest, worktree)?))
+            }
+        };
         Ok(Self {
-            wasi: builder.build(),
-            table: ResourceTable::new(),
+            wasi,
+            logical_time: spec.logical_time,
+            input_digest: spec.input_digest,
             memory_cap: spec.memory_cap,
             peak_memory: 0,
             memory_exhausted: false,
             logs: Vec::new(),
             logs_dropped: 0,
-            stdout,
-            stderr,
         })
     }
 
     /// Captured stdout and stderr, lossily decoded.
     pub fn output(&self) -> (String, String) {
         let text = |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
-        (text(&self.stdout), text(&self.stderr))
+        self.wasi.as_ref().map(|w| (text(&w.stdout), text(&w.stderr))).unwrap_or_default()
     }
 }
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let (logical_time, seed) = (self.logical_time, self.input_digest);
+        let wasi = self.wasi.get_or_insert_with(|| Box::new(WasiSandbox::new(logical_time, seed)));
+        WasiCtxView { ctx: &mut wasi.ctx, table: &mut wasi.table }
     }
 }
 

@@ -123,8 +123,9 @@ impl PluginSet {
         self.active.iter().map(|(k, a)| (*k, a.plugin.digest.clone())).collect()
     }
 
-    /// Calls the plugin of `kind` with its policy limits.
-    pub fn call(&self, kind: PluginKind, input: &Value, logical_time: u64, worktree: Option<&Path>) -> CallRecord {
+    /// Calls the plugin of `kind` with its policy limits; `input` moves into
+    /// the record.
+    pub fn call(&self, kind: PluginKind, input: Value, logical_time: u64, worktree: Option<&Path>) -> CallRecord {
         let active = self.get(kind);
         let spec = CallSpec {
             fuel: active.fuel,

@@ -443,7 +443,7 @@ impl Replayer<'_> {
 
     /// Runs `input` against the component being replayed.
     fn invoke(&self, input: &Value) -> CallRecord {
-        call::invoke(self.engine, &self.plugin, input, &self.spec(input, self.limits.fuel))
+        call::invoke(self.engine, &self.plugin, input.clone(), &self.spec(input, self.limits.fuel))
     }
 
     /// The recorded scorer with `digest`, when this host has it: the built-in
@@ -638,7 +638,7 @@ impl Replayer<'_> {
                         scorer_call.plugin, scorer_call.version, scorer_call.digest
                     )
                 })?;
-                let rescored = call::invoke(engine, scorer, &input, &spec);
+                let rescored = call::invoke(engine, scorer, input, &spec);
                 apply_score(&mut a, &rescored);
                 Ok(a)
             }

@@ -1,6 +1,7 @@
 //! Conversion between the WIT records and `scorer_logic`'s plain structs.
 //! Shared (via `#[path]`) by `baseline-scorer` and the `scorer-v2` test plugin.
 
+use alloc::string::String;
 use hermes_plugin_sdk::{Recommendation, ScoreInput, ScoreOutput, Severity};
 
 /// Project a WIT `score-input` onto the scoring function's input.

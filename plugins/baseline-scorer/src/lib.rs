@@ -10,6 +10,14 @@
 //! `weight.low_confidence` 50, `threshold.confidence_ppm` 500000,
 //! `weight.risky_hour` 150, `threshold.defer` 400, `threshold.block` 800,
 //! `hold.local_changes` 1). Priority is `1000 - risk`.
+//!
+//! `no_std` on wasm32 (the SDK's `no_std_runtime!`): the component imports
+//! nothing from WASI, so the host instantiates one core module with nothing
+//! to link.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
 
 mod convert;
 
@@ -23,12 +31,13 @@ impl hermes_plugin_sdk::RiskScorer for BaselineScorer {
     const DESCRIPTION: &'static str =
         "Baseline risk scorer: behind count, change size, signals, rollback/failure history, confidence, risky hours";
 
-    fn score(input: hermes_plugin_sdk::ScoreInput) -> Result<hermes_plugin_sdk::ScoreOutput, String> {
+    fn score(input: hermes_plugin_sdk::ScoreInput) -> Result<hermes_plugin_sdk::ScoreOutput, alloc::string::String> {
         Ok(score_with(&input, &scorer_logic::Config::BASELINE))
     }
 }
 
 hermes_plugin_sdk::export_risk_scorer!(BaselineScorer);
+hermes_plugin_sdk::no_std_runtime!();
 
 #[cfg(test)]
 mod tests {

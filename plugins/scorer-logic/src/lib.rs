@@ -42,8 +42,21 @@
 //!
 //! Priority is `1000 − risk` (lower risk goes first). Reasons list every
 //! non-zero contribution in the order of the table, then the decision.
+//!
+//! `no_std` (only `alloc`), so a plugin built on it can be a WASI-free
+//! `#![no_std]` component.
 
-use std::fmt::Write as _;
+#![no_std]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
 
 /// Maximum risk score.
 pub const MAX_RISK: u32 = 1000;
@@ -255,7 +268,7 @@ where
     I: IntoIterator<Item = P>,
     P: IntoIterator<Item = &'a str>,
 {
-    let mut set = std::collections::BTreeSet::new();
+    let mut set = BTreeSet::new();
     for paths in commits {
         for p in paths {
             set.insert(p);
@@ -396,6 +409,8 @@ pub fn score(input: &Input, defaults: &Config) -> Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::string::ToString;
+    use std::vec;
 
     fn base() -> Input {
         Input { behind: 3, changed_paths: 5, confidence_ppm: 900_000, hour_of_day: 10, ..Input::default() }

@@ -2,6 +2,8 @@
 //! ("baseline-scorer"), with different defaults — `weight.behind` doubled
 //! (20) and `threshold.defer` lowered to 300 — so replaying recorded history
 //! against it changes some decisions.
+extern crate alloc;
+
 use hermes_plugin_sdk::{RiskScorer, ScoreInput, ScoreOutput};
 
 // The WIT <-> scorer-logic conversion, shared with baseline-scorer (which
