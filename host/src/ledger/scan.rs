@@ -105,10 +105,11 @@ pub fn scan_map<T: Send>(
         head_hash: ChainHash::parse(&from.head.hash),
     };
     let map = &map;
+    let threads = decoders();
     std::thread::scope(|scope| {
         let mut in_flight: Option<Batch<'_, T>> = None;
         loop {
-            let next = Lines::read(&mut reader, path)?.map(|lines| Batch::decode(scope, lines, map));
+            let next = Lines::read(&mut reader, path)?.map(|lines| Batch::decode(scope, lines, threads, map));
             if let Some(batch) = in_flight.take()
                 && !scanned.link(batch, &mut visit)?
             {
@@ -185,12 +186,16 @@ enum Part<'scope, T> {
 impl<'scope, T: Send + 'scope> Batch<'scope, T> {
     /// Starts decoding `lines`: on one thread per core for a large batch,
     /// right here for a small one.
-    fn decode<'env, F>(scope: &'scope std::thread::Scope<'scope, 'env>, lines: Lines, map: &'env F) -> Self
+    fn decode<'env, F>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        lines: Lines,
+        threads: usize,
+        map: &'env F,
+    ) -> Self
     where
         F: Fn(EventRef<'_>) -> Result<T, String> + Sync,
     {
         let count = lines.bounds.len();
-        let threads = decoders();
         if count < PARALLEL_FROM || threads < 2 {
             let decoded = lines.decode(0..count, map);
             return Batch { lines: Arc::new(lines), parts: vec![Part::Ready(decoded)] };
@@ -200,13 +205,16 @@ impl<'scope, T: Send + 'scope> Batch<'scope, T> {
         let parts = (0..count)
             .step_by(chunk)
             .map(|start| {
-                let batch_lines = &lines;
-                let lines = Arc::clone(&lines);
-                let decode = move || lines.decode(start..count.min(start + chunk), map);
+                let range = start..count.min(start + chunk);
+                let shared = Arc::clone(&lines);
+                let decode = {
+                    let range = range.clone();
+                    move || shared.decode(range, map)
+                };
                 match std::thread::Builder::new().name("ledger-decode".into()).spawn_scoped(scope, decode) {
                     Ok(worker) => Part::Running(worker),
                     // No thread to be had: decode the share here.
-                    Err(_) => Part::Ready(batch_lines.decode(start..count.min(start + chunk), map)),
+                    Err(_) => Part::Ready(lines.decode(range, map)),
                 }
             })
             .collect();
