@@ -272,7 +272,7 @@ fn finish(
         "hour-of-day": (ctx.logical_time / 3600) % 24,
     });
     let record = ctx.plugins.call(PluginKind::RiskScorer, input, ctx.logical_time, None);
-    match record.output.as_ref().map(|o| serde_json::from_value::<Score>(o.clone())) {
+    match record.output.as_ref().map(Score::deserialize) {
         Some(Ok(score)) => assessment.score = Some(score),
         _ => assessment.plugin_failure = Some(PluginFailure::of(&record)),
     }

@@ -50,7 +50,7 @@ impl UpgradeState {
         if Outcome::from_event_kind(&event.kind).is_none() {
             return;
         }
-        let Ok(outcome) = serde_json::from_value::<RepoOutcome>(event.payload.clone()) else {
+        let Ok(outcome) = RepoOutcome::deserialize(&event.payload) else {
             tracing::warn!(seq = event.seq, "outcome event with an unreadable payload; skipped in projection");
             return;
         };

@@ -46,7 +46,7 @@ use crate::plugin::call::{self, CallOutcome, CallRecord, CallSpec};
 use crate::plugin::engine::{DEFAULT_DEADLINE, DEFAULT_MEMORY_CAP, LoadedPlugin, PluginEngine};
 use crate::policy::{Policy, RepoPolicy};
 use crate::state::LedgerHead;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -322,14 +322,14 @@ impl Collector {
         }
         let Some(cycle) = self.cycles.last_mut().filter(|c| c.tick == event.tick) else { return };
         match EventKind::parse(&event.kind) {
-            Some(EventKind::PluginCalled) => match serde_json::from_value::<CallRecord>(event.payload.clone()) {
+            Some(EventKind::PluginCalled) => match CallRecord::deserialize(&event.payload) {
                 Ok(record) => cycle.calls.push(RecordedCall { seq: event.seq, repo: event.subject.clone(), record }),
                 Err(e) => cycle.notes.push(format!("seq {}: unreadable plugin-called payload: {e}", event.seq)),
             },
             Some(EventKind::RepoProbed) => {
                 cycle.probed.insert(event.subject.clone(), event.payload.clone());
             }
-            Some(EventKind::PlanMade) => match serde_json::from_value::<Plan>(event.payload.clone()) {
+            Some(EventKind::PlanMade) => match Plan::deserialize(&event.payload) {
                 Ok(plan) => cycle.plan = Some((event.seq, plan)),
                 Err(e) => cycle.notes.push(format!("seq {}: unreadable plan: {e}", event.seq)),
             },
@@ -688,7 +688,7 @@ impl Replayer<'_> {
 
 /// The score (or plugin failure) a scorer call gives, as the cycle applies it.
 fn apply_score(a: &mut Assessment, record: &CallRecord) {
-    match record.output.as_ref().map(|o| serde_json::from_value::<Score>(o.clone())) {
+    match record.output.as_ref().map(Score::deserialize) {
         Some(Ok(score)) => {
             a.score = Some(score);
             a.plugin_failure = None;

@@ -38,7 +38,7 @@ use crate::cycle::{CycleReport, Mode, RepoReport};
 use crate::intelligence::RuntimeIntelligence;
 use crate::ledger::{EventKind, GENESIS_HASH, HermesEvent, LEDGER_FILE, LedgerError};
 use crate::state::{FORMAT_VERSION, LedgerHead, StateStore, ViewName};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -407,7 +407,7 @@ impl Fold {
             }
             Some(EventKind::PlanMade) => self.plan_made(event, &head, in_open),
             Some(EventKind::GateChecked) => {
-                let check = serde_json::from_value::<Check>(event.payload.clone()).unwrap_or_else(|_| Check {
+                let check = Check::deserialize(&event.payload).unwrap_or_else(|_| Check {
                     name: event.subject.clone(),
                     ok: false,
                     detail: "unreadable gate-checked payload".into(),
@@ -431,7 +431,7 @@ impl Fold {
             _ if Outcome::from_event_kind(&event.kind).is_some() => {
                 self.check_reference(event);
                 if let (true, Ok(outcome), Some(open)) =
-                    (in_open, serde_json::from_value::<RepoOutcome>(event.payload.clone()), &mut self.open)
+                    (in_open, RepoOutcome::deserialize(&event.payload), &mut self.open)
                 {
                     open.outcomes.insert(outcome.repo.clone(), outcome);
                 }
@@ -443,7 +443,7 @@ impl Fold {
     }
 
     fn plan_made(&mut self, event: &HermesEvent, head: &LedgerHead, in_open: bool) {
-        let plan = match serde_json::from_value::<Plan>(event.payload.clone()) {
+        let plan = match Plan::deserialize(&event.payload) {
             Ok(plan) => plan,
             Err(e) => {
                 let found = json!(format!("unreadable plan: {e}"));
