@@ -47,15 +47,19 @@ pub struct RollbackIntelligence {
 impl RollbackIntelligence {
     /// Folds one event in; other kinds are ignored.
     pub fn apply(&mut self, event: &HermesEvent) {
-        let mut entry = event.payload.clone();
-        if let Value::Object(map) = &mut entry {
-            map.insert("tick".into(), Value::String(event.tick.clone()));
-            map.insert("seq".into(), Value::from(event.seq));
-        }
+        // The payload with the event's tick and seq: what the view keeps.
+        let entry = || {
+            let mut entry = event.payload.clone();
+            if let Value::Object(map) = &mut entry {
+                map.insert("tick".into(), Value::String(event.tick.clone()));
+                map.insert("seq".into(), Value::from(event.seq));
+            }
+            entry
+        };
         let Some(kind) = EventKind::parse(&event.kind) else { return };
         if kind == EventKind::RollbackPlanned {
             self.plans_recorded += 1;
-            self.plans.insert(event.subject.clone(), entry);
+            self.plans.insert(event.subject.clone(), entry());
             self.unsettled.insert(event.subject.clone());
             return;
         }
@@ -63,12 +67,13 @@ impl RollbackIntelligence {
             self.unsettled.remove(&event.subject);
             return;
         }
-        if event.kind == EventKind::RolledBack.as_str() {
+        if kind == EventKind::RolledBack {
             if event.payload.get("ok") == Some(&Value::Bool(true)) {
                 self.rollbacks_ok += 1;
             } else {
                 self.rollbacks_failed += 1;
             }
+            let mut entry = entry();
             if let Value::Object(map) = &mut entry {
                 map.insert("repo".into(), Value::String(event.subject.clone()));
             }

@@ -730,9 +730,8 @@ fn write_rebuilt(store: &StateStore, fold: &Fold) -> Result<BTreeMap<&'static st
     };
     // The history's earlier lines; finalize::write_views appends the last one.
     let earlier = fold.history.len().saturating_sub(1);
-    for (head, time, line) in &fold.history[..earlier] {
-        store.append_history(ViewName::UpgradeStateHistory, time, head, line)?;
-    }
+    let lines = fold.history[..earlier].iter().map(|(head, time, line)| (time.as_str(), head, line));
+    store.append_history_all(ViewName::UpgradeStateHistory, lines)?;
     if let Some(f) = &fold.finished {
         f.intelligence.write(store, &f.time, &f.head)?;
         mark(ViewName::RuntimeIntelligence, &f.head);
