@@ -76,6 +76,9 @@ pub fn scan_from(
 /// of the line that crosses this size).
 const BATCH_BYTES: usize = 2 << 20;
 
+/// The first read of a batch.
+const FIRST_READ: usize = 64 << 10;
+
 /// Below this many lines, a batch is decoded on the calling thread.
 const PARALLEL_FROM: usize = 512;
 
@@ -105,11 +108,10 @@ pub fn scan_map<T: Send>(
         head_hash: ChainHash::parse(&from.head.hash),
     };
     let map = &map;
-    let threads = decoders();
     std::thread::scope(|scope| {
         let mut in_flight: Option<Batch<'_, T>> = None;
         loop {
-            let next = Lines::read(&mut reader, path)?.map(|lines| Batch::decode(scope, lines, threads, map));
+            let next = Lines::read(&mut reader, path)?.map(|lines| Batch::decode(scope, lines, map));
             if let Some(batch) = in_flight.take()
                 && !scanned.link(batch, &mut visit)?
             {
@@ -139,8 +141,14 @@ impl Lines {
     /// without its newline ends the batch.
     fn read(reader: &mut impl BufRead, path: &Path) -> Result<Option<Self>, LedgerError> {
         let io_err = |source| LedgerError::Io { path: path.to_owned(), source };
-        let mut buffer = Vec::with_capacity(BATCH_BYTES + 4096);
-        reader.by_ref().take(BATCH_BYTES as u64).read_to_end(&mut buffer).map_err(io_err)?;
+        // A first small read, so that a short scan (`hermes events` reads
+        // line by line) does not reserve a whole batch.
+        let mut buffer = Vec::new();
+        reader.by_ref().take(FIRST_READ as u64).read_to_end(&mut buffer).map_err(io_err)?;
+        if buffer.len() == FIRST_READ {
+            buffer.reserve(BATCH_BYTES);
+            reader.by_ref().take((BATCH_BYTES - FIRST_READ) as u64).read_to_end(&mut buffer).map_err(io_err)?;
+        }
         if buffer.last().is_some_and(|b| *b != b'\n') {
             reader.read_until(b'\n', &mut buffer).map_err(io_err)?;
         }
@@ -186,17 +194,13 @@ enum Part<'scope, T> {
 impl<'scope, T: Send + 'scope> Batch<'scope, T> {
     /// Starts decoding `lines`: on one thread per core for a large batch,
     /// right here for a small one.
-    fn decode<'env, F>(
-        scope: &'scope std::thread::Scope<'scope, 'env>,
-        lines: Lines,
-        threads: usize,
-        map: &'env F,
-    ) -> Self
+    fn decode<'env, F>(scope: &'scope std::thread::Scope<'scope, 'env>, lines: Lines, map: &'env F) -> Self
     where
         F: Fn(EventRef<'_>) -> Result<T, String> + Sync,
     {
         let count = lines.bounds.len();
-        if count < PARALLEL_FROM || threads < 2 {
+        let threads = if count < PARALLEL_FROM { 1 } else { decoders() };
+        if threads < 2 {
             let decoded = lines.decode(0..count, map);
             return Batch { lines: Arc::new(lines), parts: vec![Part::Ready(decoded)] };
         }
@@ -230,9 +234,11 @@ impl<'scope, T: Send + 'scope> Batch<'scope, T> {
     }
 }
 
-/// Threads that decode a large batch: the machine's cores.
+/// Threads that decode a large batch: the machine's cores, asked once per
+/// process (the answer reads cgroup files).
 fn decoders() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    static DECODERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *DECODERS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
 /// Where a scan stands.
