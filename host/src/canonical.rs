@@ -14,6 +14,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::sync::LazyLock;
 
 /// Writes `value` as canonical JSON.
 pub fn to_canonical_string(value: &Value) -> String {
@@ -28,12 +29,7 @@ pub fn to_canonical_string(value: &Value) -> String {
 pub fn to_canonical_bytes_without(value: &Value, skip: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     match value {
-        Value::Object(map) if in_utf16_order(map) => {
-            write_entries(map.iter().filter(|(k, _)| k.as_str() != skip), &mut out)
-        }
-        Value::Object(map) => {
-            write_entries(sorted_entries(map).into_iter().filter(|(k, _)| k.as_str() != skip), &mut out)
-        }
+        Value::Object(map) => write_object(map, Some(skip), &mut out),
         other => write_value(other, &mut out),
     }
     out
@@ -93,37 +89,31 @@ pub fn digest<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     Ok(sha256_hex(canonical_json(value)?.as_bytes()))
 }
 
-/// Whether `map` iterates in its keys' UTF-16 code unit order already, as
-/// a serde_json map (a `BTreeMap`, in byte order) does unless a key holds a
-/// character from U+E000 on (the only ones whose UTF-8 byte order and
-/// UTF-16 order can disagree). Checked without allocating, so the common
-/// case skips [`sorted_entries`].
-fn in_utf16_order(map: &serde_json::Map<String, Value>) -> bool {
-    let mut previous: Option<&[u8]> = None;
-    map.keys().all(|key| {
-        let key = key.as_bytes();
-        let ordered = previous.is_none_or(|p| p < key) && key.iter().all(|&b| b < 0xee);
-        previous = Some(key);
-        ordered
-    })
+/// Whether serde_json's maps iterate in their keys' byte order, as its
+/// `BTreeMap`-backed map does. With its `preserve_order` feature (which any
+/// crate in a build could switch on) they keep insertion order instead.
+/// Asked once per process.
+fn maps_iterate_sorted() -> bool {
+    static SORTED: LazyLock<bool> = LazyLock::new(|| {
+        let mut map = serde_json::Map::new();
+        map.insert("b".to_owned(), Value::Null);
+        map.insert("a".to_owned(), Value::Null);
+        map.keys().next().is_some_and(|key| key == "a")
+    });
+    *SORTED
 }
 
 /// The entries of `map` ordered by their keys' UTF-16 code units.
 fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    let utf16_order = |a: &str, b: &str| a.encode_utf16().cmp(b.encode_utf16());
-    // A BTreeMap-backed map is almost always in this order already.
-    if !entries.is_sorted_by(|(a, _), (b, _)| utf16_order(a, b).is_le()) {
-        entries.sort_by(|(a, _), (b, _)| utf16_order(a, b));
-    }
+    entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
     entries
 }
 
 /// Appends the canonical form of `value` to `out`.
 pub fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) if in_utf16_order(map) => write_entries(map.iter(), out),
-        Value::Object(map) => write_entries(sorted_entries(map).into_iter(), out),
+        Value::Object(map) => write_object(map, None, out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -134,15 +124,74 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::String(text) => write_str(text, out),
-        scalar => write_scalar(scalar, out),
+        Value::String(text) => write_str(text, scan(text).escape, out),
+        Value::Number(number) => write_number(number, out),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Null => out.extend_from_slice(b"null"),
     }
 }
 
+/// Appends `map` as a canonical object, without the member `skip`.
+///
+/// A map in byte order is written as it iterates, unless a key holds a
+/// character from U+E000 on: those are the only ones whose UTF-8 byte
+/// order and UTF-16 order can disagree, so the object is then rewritten
+/// from [`sorted_entries`].
+fn write_object(map: &serde_json::Map<String, Value>, skip: Option<&str>, out: &mut Vec<u8>) {
+    let kept = |(key, _): &(&String, &Value)| Some(key.as_str()) != skip;
+    let start = out.len();
+    if maps_iterate_sorted() && write_members(map.iter().filter(kept), true, out) {
+        return;
+    }
+    out.truncate(start);
+    write_members(sorted_entries(map).into_iter().filter(kept), false, out);
+}
+
+/// Appends `{"key":value,...}`. With `byte_order_only`, stops and returns
+/// false at the first key whose order may differ in UTF-16.
+fn write_members<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    byte_order_only: bool,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.push(b'{');
+    for (i, (key, item)) in entries.enumerate() {
+        let scanned = scan(key);
+        if byte_order_only && scanned.from_e000 {
+            return false;
+        }
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(key, scanned.escape, out);
+        out.push(b':');
+        write_value(item, out);
+    }
+    out.push(b'}');
+    true
+}
+
+/// What one pass over a string's bytes found.
+struct Scanned {
+    /// A `"`, `\` or control character, which JSON escapes.
+    escape: bool,
+    /// A character from U+E000 on (UTF-8 lead byte 0xEE or above).
+    from_e000: bool,
+}
+
+fn scan(text: &str) -> Scanned {
+    // No early exit, so the loop vectorizes; the strings are short.
+    let (escape, from_e000) = text
+        .bytes()
+        .fold((false, false), |(escape, high), b| (escape | (b < 0x20) | (b == b'"') | (b == b'\\'), high | (b >= 0xee)));
+    Scanned { escape, from_e000 }
+}
+
 /// Appends a JSON string exactly as serde_json writes it; a string with
-/// nothing to escape (no `"`, `\` or control character) is copied as is.
-fn write_str(text: &str, out: &mut Vec<u8>) {
-    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+/// nothing to escape is copied as is.
+fn write_str(text: &str, escape: bool, out: &mut Vec<u8>) {
+    if escape {
         write_scalar(text, out);
     } else {
         out.reserve(text.len() + 2);
@@ -152,17 +201,17 @@ fn write_str(text: &str, out: &mut Vec<u8>) {
     }
 }
 
-fn write_entries<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (i, (key, item)) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(key, out);
-        out.push(b':');
-        write_value(item, out);
+/// Appends a number as serde_json writes it: integers in decimal, floats in
+/// their shortest round-trip form.
+fn write_number(number: &serde_json::Number, out: &mut Vec<u8>) {
+    let mut digits = itoa::Buffer::new();
+    if let Some(n) = number.as_u64() {
+        out.extend_from_slice(digits.format(n).as_bytes());
+    } else if let Some(n) = number.as_i64() {
+        out.extend_from_slice(digits.format(n).as_bytes());
+    } else {
+        write_scalar(number, out);
     }
-    out.push(b'}');
 }
 
 /// Appends a string, number, bool or null as JSON (canonical as is).
@@ -214,5 +263,63 @@ mod tests {
     #[test]
     fn sha256_of_empty_input() {
         assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    /// The canonical form written the plain way: every object's members
+    /// sorted by UTF-16 code units, every scalar through serde_json.
+    fn reference(value: &Value) -> String {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+                let members: Vec<String> = entries
+                    .into_iter()
+                    .map(|(key, item)| format!("{}:{}", serde_json::to_string(key).unwrap(), reference(item)))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }
+            Value::Array(items) => format!("[{}]", items.iter().map(reference).collect::<Vec<_>>().join(",")),
+            scalar => serde_json::to_string(scalar).unwrap(),
+        }
+    }
+
+    /// Keys and strings drawn from ASCII, characters JSON escapes, and the
+    /// ranges where UTF-8 and UTF-16 orders disagree.
+    fn arb_text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex("[a-c\"\\\\\\x00-\\x1f\\x7f\u{e9}\u{e000}-\u{e002}\u{fffd}\u{1f600}-\u{1f602}]{0,4}")
+            .expect("regex")
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let scalar = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            arb_text().prop_map(Value::String),
+        ];
+        scalar.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(arb_text(), inner, 0..6)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::proptest_cases(512)))]
+
+        #[test]
+        fn writes_what_the_plain_way_writes(value in arb_json(), skip in arb_text()) {
+            proptest::prop_assert_eq!(to_canonical_string(&value), reference(&value));
+            let mut without = value.clone();
+            if let Value::Object(map) = &mut without {
+                map.remove(&skip);
+            }
+            proptest::prop_assert_eq!(to_canonical_bytes_without(&value, &skip), reference(&without).into_bytes());
+        }
     }
 }
