@@ -1,42 +1,14 @@
-//! Host bindings generated from `wit/0.1.0` with `wasmtime::component::bindgen!`.
+//! Host bindings of the `hermes:plugin/host` import (bounded logging),
+//! generated from `wit/0.1.0` with `wasmtime::component::bindgen!`.
 //!
-//! The records and enums are [`super::wit`]'s (mapped with `with`), so a
-//! call lowers and lifts them directly; these bindings provide the `host`
-//! import (bounded logging) and the typed `*Pre` wrappers, whose
-//! construction type-checks a component's exports against its world and
-//! looks them up once.
+//! The worlds' exports are not bound here: [`super::wit`] holds their
+//! records as Rust types, [`super::engine`] type-checks a component's
+//! exports against them once, at load, and [`super::call`] calls them
+//! typed.
 
-/// World `repo-probe`; also home of the shared `host` interface.
-pub mod probe {
-    wasmtime::component::bindgen!({
-        world: "repo-probe",
-        path: "../wit/0.1.0",
-        with: { "hermes:plugin/types": crate::plugin::wit },
-    });
-}
+wasmtime::component::bindgen!({
+    path: "../wit/0.1.0",
+    interfaces: "import hermes:plugin/host@0.1.0;",
+});
 
-/// World `risk-scorer`.
-pub mod scorer {
-    wasmtime::component::bindgen!({
-        world: "risk-scorer",
-        path: "../wit/0.1.0",
-        with: {
-            "hermes:plugin/host": super::probe::hermes::plugin::host,
-            "hermes:plugin/types": crate::plugin::wit,
-        },
-    });
-}
-
-/// World `federation-selector`.
-pub mod selector {
-    wasmtime::component::bindgen!({
-        world: "federation-selector",
-        path: "../wit/0.1.0",
-        with: {
-            "hermes:plugin/host": super::probe::hermes::plugin::host,
-            "hermes:plugin/types": crate::plugin::wit,
-        },
-    });
-}
-
-pub use probe::hermes::plugin::host;
+pub use hermes::plugin::host;

@@ -1,15 +1,17 @@
 //! One plugin call: fresh instance, limits, JSON in and out, and the
 //! [`CallRecord`] that goes into the ledger.
 
-use super::engine::{LoadedPlugin, PluginEngine, WorldPre};
+use super::engine::{LoadedPlugin, PluginEngine, PluginMetadata};
 use super::sandbox::{LogLine, PluginState, SandboxSpec};
-use super::{PluginKind, WASMTIME_VERSION, wit};
+use super::wit::{self, Operation, Probe, Score, Select};
+use super::{PluginKind, WASMTIME_VERSION};
 use crate::canonical;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
+use wasmtime::component::{Func, TypedFunc};
 use wasmtime::{AsContextMut, Store, StoreContextMut, Trap};
 
 /// Limits and context of one call.
@@ -187,7 +189,7 @@ fn call_with_digest(
     store.set_fuel(spec.fuel).map_err(|e| bad(format!("{e:#}")))?;
     let ticks = (spec.deadline.as_millis() / super::engine::EPOCH_TICK.as_millis()).max(1) as u64;
     store.set_epoch_deadline(ticks);
-    let outcome = call_world(&plugin.world, store.as_context_mut(), input);
+    let outcome = call_world(plugin, store.as_context_mut(), input);
     let fuel_used = spec.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let mut state = store.into_data();
     let peak_memory = state.peak_memory;
@@ -206,49 +208,47 @@ fn call_with_digest(
 /// What a typed call returns: the JSON of the result, or how it failed.
 type Called = Result<Result<Value, String>, (CallOutcome, String)>;
 
-/// Instantiates the component as its world and calls the operation with
-/// `input` (read from JSON into the world's input type), or `metadata`.
-fn call_world(world: &WorldPre, mut store: StoreContextMut<'_, PluginState>, input: Option<&Value>) -> Called {
-    let instantiated = |e: wasmtime::Error| (CallOutcome::Trap, format!("instantiation failed: {e:#}"));
-    match world {
-        WorldPre::RepoProbe(pre) => {
-            let plugin = pre.instantiate(&mut store).map_err(instantiated)?;
-            match input {
-                Some(json) => operation(json, |input| plugin.call_probe(&mut store, input)),
-                None => metadata(plugin.call_metadata(&mut store)),
-            }
-        }
-        WorldPre::RiskScorer(pre) => {
-            let plugin = pre.instantiate(&mut store).map_err(instantiated)?;
-            match input {
-                Some(json) => operation(json, |input| plugin.call_score(&mut store, input)),
-                None => metadata(plugin.call_metadata(&mut store)),
-            }
-        }
-        WorldPre::FederationSelector(pre) => {
-            let plugin = pre.instantiate(&mut store).map_err(instantiated)?;
-            match input {
-                Some(json) => operation(json, |input| plugin.call_select(&mut store, input)),
-                None => metadata(plugin.call_metadata(&mut store)),
-            }
-        }
+/// Instantiates the component and calls its operation with `input` (read
+/// from JSON into the world's input type), or `metadata`.
+fn call_world(plugin: &LoadedPlugin, mut store: StoreContextMut<'_, PluginState>, input: Option<&Value>) -> Called {
+    let callable = &plugin.callable;
+    let instance = callable
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| (CallOutcome::Trap, format!("instantiation failed: {e:#}")))?;
+    let index = if input.is_some() { &callable.operation } else { &callable.metadata };
+    let func = instance
+        .get_func(&mut store, index)
+        .ok_or_else(|| (CallOutcome::BadCall, "the instance lacks an export its component has".to_owned()))?;
+    let Some(json) = input else {
+        // SAFETY: `Callable::check` type-checked `metadata` with exactly
+        // these types when the component was loaded, and every instance of
+        // a component has its types.
+        let metadata = unsafe { TypedFunc::<(), (PluginMetadata,)>::new_unchecked(func) };
+        let (metadata,) = metadata.call(&mut store, ()).map_err(|e| classify(&e))?;
+        return Ok(Ok(to_json(metadata)));
+    };
+    match plugin.kind {
+        PluginKind::RepoProbe => operation::<Probe>(json, store, func),
+        PluginKind::RiskScorer => operation::<Score>(json, store, func),
+        PluginKind::FederationSelector => operation::<Select>(json, store, func),
     }
 }
 
 /// Reads the input, makes the call, and writes its `ok` value as JSON.
-fn operation<I: serde::de::DeserializeOwned, O: Serialize>(
-    json: &Value,
-    call: impl FnOnce(&I) -> wasmtime::Result<Result<O, String>>,
-) -> Called {
-    let input: I = wit::from_json(json, "input")
+fn operation<O: Operation>(json: &Value, store: StoreContextMut<'_, PluginState>, func: Func) -> Called {
+    let input: O::Input<'_> = wit::from_json(json, "input")
         .map_err(|e| (CallOutcome::BadCall, format!("input does not fit the WIT types: {e}")))?;
-    let output = call(&input).map_err(|e| classify(&e))?;
-    Ok(output.map(|ok| serde_json::to_value(ok).unwrap_or(Value::Null)))
+    // SAFETY: `Callable::check` type-checked the operation with exactly these
+    // types when the component was loaded, and every instance of a component
+    // has its types.
+    let operation = unsafe { TypedFunc::<(&O::Input<'_>,), (Result<O::Output, String>,)>::new_unchecked(func) };
+    let (output,) = operation.call(store, (&input,)).map_err(|e| classify(&e))?;
+    Ok(output.map(to_json))
 }
 
-fn metadata(result: wasmtime::Result<super::engine::PluginMetadata>) -> Called {
-    let metadata = result.map_err(|e| classify(&e))?;
-    Ok(Ok(serde_json::to_value(metadata).unwrap_or(Value::Null)))
+fn to_json(output: impl Serialize) -> Value {
+    serde_json::to_value(output).unwrap_or(Value::Null)
 }
 
 fn classify(error: &wasmtime::Error) -> (CallOutcome, String) {

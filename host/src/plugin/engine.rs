@@ -7,15 +7,19 @@
 //! instance per call is cheap (a returned slot is reset page by page, only
 //! where the call wrote), memories capped at [`MAX_MEMORY`].
 
-use super::bindings::{host, probe, scorer, selector};
+use super::bindings::host;
 use super::cache::{CacheUse, ComponentCache};
 use super::call::{self, CallSpec};
 use super::sandbox::PluginState;
+use super::wit::{Operation, Probe, Score, Select};
 use super::{PluginError, PluginKind, WIT_VERSION, imports};
 use crate::canonical::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use wasmtime::component::{Component, ComponentType, HasSelf, Lift, Linker, Lower};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, ComponentType, HasSelf, InstancePre, Lift, Linker, Lower,
+};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances.
@@ -63,17 +67,52 @@ pub struct LoadedPlugin {
     /// Whether it imports any WASI interface; a call builds a WASI context
     /// only for a component that does.
     pub imports_wasi: bool,
-    /// The component, instantiable as its world (exports type-checked and
-    /// looked up once, at load).
-    pub(crate) world: WorldPre,
+    /// The component, ready to instantiate, and its two exports.
+    pub(crate) callable: Callable,
 }
 
-/// A loaded component as the world it implements.
+/// A loaded component's `metadata` and operation exports, looked up and
+/// type-checked against the Rust types of its world ([`Operation`]) once,
+/// at load, so that a call uses them without checking again.
 #[derive(Clone)]
-pub(crate) enum WorldPre {
-    RepoProbe(probe::RepoProbePre<PluginState>),
-    RiskScorer(scorer::RiskScorerPre<PluginState>),
-    FederationSelector(selector::FederationSelectorPre<PluginState>),
+pub(crate) struct Callable {
+    pub pre: InstancePre<PluginState>,
+    pub metadata: ComponentExportIndex,
+    pub operation: ComponentExportIndex,
+}
+
+impl Callable {
+    fn check(pre: InstancePre<PluginState>, kind: PluginKind) -> wasmtime::Result<Self> {
+        let metadata = typed_export::<(), (PluginMetadata,)>(&pre, "metadata")?;
+        let operation = match kind {
+            PluginKind::RepoProbe => operation_export::<Probe>(&pre)?,
+            PluginKind::RiskScorer => operation_export::<Score>(&pre)?,
+            PluginKind::FederationSelector => operation_export::<Select>(&pre)?,
+        };
+        Ok(Self { pre, metadata, operation })
+    }
+}
+
+fn operation_export<O: Operation>(pre: &InstancePre<PluginState>) -> wasmtime::Result<ComponentExportIndex> {
+    typed_export::<(&O::Input<'_>,), (Result<O::Output, String>,)>(pre, O::KIND.operation())
+}
+
+/// The index of the function export `name`, checked to take `P` and
+/// return `R`.
+fn typed_export<P, R>(pre: &InstancePre<PluginState>, name: &str) -> wasmtime::Result<ComponentExportIndex>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    let (item, index) =
+        pre.component().get_export(None, name).ok_or_else(|| wasmtime::format_err!("no export `{name}` found"))?;
+    match item {
+        ComponentItem::ComponentFunc(func) => func
+            .typecheck::<P, R>(&pre.instance_type())
+            .map_err(|e| e.context(format!("type-checking export func `{name}`")))?,
+        _ => wasmtime::bail!("export `{name}` is not a function"),
+    }
+    Ok(index)
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -167,14 +206,7 @@ impl PluginEngine {
             world: kind.as_str(),
             detail: format!("{e:#}"),
         })?;
-        let world = match kind {
-            PluginKind::RepoProbe => probe::RepoProbePre::new(pre).map(WorldPre::RepoProbe),
-            PluginKind::RiskScorer => scorer::RiskScorerPre::new(pre).map(WorldPre::RiskScorer),
-            PluginKind::FederationSelector => {
-                selector::FederationSelectorPre::new(pre).map(WorldPre::FederationSelector)
-            }
-        }
-        .map_err(|e| PluginError::WrongWorld {
+        let callable = Callable::check(pre, kind).map_err(|e| PluginError::WrongWorld {
             source_name: source.to_owned(),
             world: kind.as_str(),
             detail: format!("{e:#}"),
@@ -193,7 +225,7 @@ impl PluginEngine {
             imports,
             exports,
             cache,
-            world,
+            callable,
         };
         plugin.metadata = self.metadata(&plugin)?;
         Ok(plugin)

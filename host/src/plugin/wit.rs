@@ -1,11 +1,12 @@
 //! The records and enums of the WIT interface `hermes:plugin/types@0.1.0`
-//! as Rust types, shared by the three worlds' host bindings
-//! ([`super::bindings`], which type-check a component against them at load
-//! time) and by the JSON of inputs, outputs, fixtures and the ledger.
+//! as Rust types, and the [`Operation`] of each world: a component's
+//! exports are type-checked against them when it is loaded
+//! ([`super::engine`]); they are also the JSON of inputs, outputs, fixtures
+//! and the ledger.
 //!
 //! A call lowers its input into the guest and lifts the result straight
-//! from these types (no dynamic component values), and serde maps them to
-//! JSON:
+//! from these types (no dynamic component values); an input is read from
+//! its JSON with its strings borrowed, not copied. serde maps them to JSON:
 //!
 //! | WIT | JSON |
 //! |-----|------|
@@ -28,31 +29,35 @@ pub use super::PluginKind;
 pub use super::engine::PluginMetadata;
 
 /// One incoming commit.
-#[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ComponentType, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[component(record)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct CommitSummary {
+pub struct CommitSummary<'a> {
     #[component(name = "id")]
-    pub id: String,
+    pub id: &'a str,
     #[component(name = "summary")]
-    pub summary: String,
+    pub summary: &'a str,
     #[component(name = "changed-paths")]
-    pub changed_paths: Vec<String>,
+    #[serde(borrow)]
+    pub changed_paths: Vec<&'a str>,
 }
 
 /// What git says about a repository.
-#[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ComponentType, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[component(record)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct RepoFacts {
+pub struct RepoFacts<'a> {
     #[component(name = "name")]
-    pub name: String,
+    pub name: &'a str,
     #[component(name = "branch")]
-    pub branch: Option<String>,
+    #[serde(borrow)]
+    pub branch: Option<&'a str>,
     #[component(name = "head")]
-    pub head: Option<String>,
+    #[serde(borrow)]
+    pub head: Option<&'a str>,
     #[component(name = "upstream-head")]
-    pub upstream_head: Option<String>,
+    #[serde(borrow)]
+    pub upstream_head: Option<&'a str>,
     #[component(name = "ahead")]
     pub ahead: u64,
     #[component(name = "behind")]
@@ -62,11 +67,14 @@ pub struct RepoFacts {
     #[component(name = "untracked-paths")]
     pub untracked_paths: u64,
     #[component(name = "operation")]
-    pub operation: Option<String>,
+    #[serde(borrow)]
+    pub operation: Option<&'a str>,
     #[component(name = "incoming")]
-    pub incoming: Vec<CommitSummary>,
+    #[serde(borrow)]
+    pub incoming: Vec<CommitSummary<'a>>,
     #[component(name = "depends-on")]
-    pub depends_on: Vec<String>,
+    #[serde(borrow)]
+    pub depends_on: Vec<&'a str>,
 }
 
 /// How much a signal matters.
@@ -99,18 +107,19 @@ pub struct Signal {
 }
 
 /// The probe's input.
-#[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ComponentType, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[component(record)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct ProbeInput {
+pub struct ProbeInput<'a> {
     #[component(name = "repo")]
-    pub repo: RepoFacts,
+    #[serde(borrow)]
+    pub repo: RepoFacts<'a>,
     #[component(name = "logical-time")]
     pub logical_time: u64,
 }
 
 /// The repository's history of outcomes.
-#[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ComponentType, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[component(record)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Intelligence {
@@ -135,29 +144,31 @@ pub struct Intelligence {
 }
 
 /// One integer setting of the scorer.
-#[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ComponentType, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[component(record)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct Setting {
+pub struct Setting<'a> {
     #[component(name = "key")]
-    pub key: String,
+    pub key: &'a str,
     #[component(name = "value")]
     pub value: i64,
 }
 
 /// The scorer's input.
-#[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ComponentType, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[component(record)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct ScoreInput {
+pub struct ScoreInput<'a> {
     #[component(name = "repo")]
-    pub repo: RepoFacts,
+    #[serde(borrow)]
+    pub repo: RepoFacts<'a>,
     #[component(name = "signals")]
     pub signals: Vec<Signal>,
     #[component(name = "intelligence")]
     pub intelligence: Intelligence,
     #[component(name = "settings")]
-    pub settings: Vec<Setting>,
+    #[serde(borrow)]
+    pub settings: Vec<Setting<'a>>,
     #[component(name = "logical-time")]
     pub logical_time: u64,
     #[component(name = "hour-of-day")]
@@ -230,12 +241,12 @@ pub enum CircuitState {
 }
 
 /// One remote the selector may choose.
-#[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ComponentType, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[component(record)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct RemoteCandidate {
+pub struct RemoteCandidate<'a> {
     #[component(name = "name")]
-    pub name: String,
+    pub name: &'a str,
     #[component(name = "role")]
     pub role: RemoteRole,
     #[component(name = "success-rate-ppm")]
@@ -249,14 +260,15 @@ pub struct RemoteCandidate {
 }
 
 /// The selector's input.
-#[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ComponentType, Lower, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[component(record)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct SelectInput {
+pub struct SelectInput<'a> {
     #[component(name = "repo")]
-    pub repo: String,
+    pub repo: &'a str,
     #[component(name = "candidates")]
-    pub candidates: Vec<RemoteCandidate>,
+    #[serde(borrow)]
+    pub candidates: Vec<RemoteCandidate<'a>>,
     #[component(name = "logical-time")]
     pub logical_time: u64,
 }
@@ -274,33 +286,43 @@ pub struct SelectOutput {
     pub reason: String,
 }
 
-/// What `bindgen!` expects of an interface module given in `with`. The
-/// `types` interface has no functions, so there is nothing to implement
-/// and nothing to link.
-pub trait HostWithStore<T>: wasmtime::component::HasData {}
+/// The Rust types of a world's operation, `func(input) -> result<output,
+/// string>`. A call borrows the input's strings from its JSON.
+pub(crate) trait Operation {
+    const KIND: PluginKind;
+    type Input<'a>: Deserialize<'a> + ComponentType + Lower;
+    type Output: ComponentType + Lift + Serialize;
+}
 
-impl<H: ?Sized + wasmtime::component::HasData, T> HostWithStore<T> for H {}
+/// `repo-probe`'s `probe`.
+pub(crate) enum Probe {}
+/// `risk-scorer`'s `score`.
+pub(crate) enum Score {}
+/// `federation-selector`'s `select`.
+pub(crate) enum Select {}
 
-/// See [`HostWithStore`].
-pub trait Host {}
+impl Operation for Probe {
+    const KIND: PluginKind = PluginKind::RepoProbe;
+    type Input<'a> = ProbeInput<'a>;
+    type Output = Vec<Signal>;
+}
 
-/// See [`HostWithStore`]: `types` has no functions to add.
-pub fn add_to_linker<T, D>(
-    _linker: &mut wasmtime::component::Linker<T>,
-    _host_getter: fn(&mut T) -> D::Data<'_>,
-) -> wasmtime::Result<()>
-where
-    D: HostWithStore<T>,
-    for<'a> D::Data<'a>: Host,
-    T: 'static,
-{
-    Ok(())
+impl Operation for Score {
+    const KIND: PluginKind = PluginKind::RiskScorer;
+    type Input<'a> = ScoreInput<'a>;
+    type Output = ScoreOutput;
+}
+
+impl Operation for Select {
+    const KIND: PluginKind = PluginKind::FederationSelector;
+    type Input<'a> = SelectInput<'a>;
+    type Output = SelectOutput;
 }
 
 /// Reads `json` as a `T`; the error names the JSON path under `root`
 /// (`at input.repo: missing field `ahead``). The path is tracked only when
 /// the input does not fit, by reading it a second time.
-pub fn from_json<T: serde::de::DeserializeOwned>(json: &serde_json::Value, root: &str) -> Result<T, String> {
+pub fn from_json<'a, T: Deserialize<'a>>(json: &'a serde_json::Value, root: &str) -> Result<T, String> {
     if let Ok(value) = T::deserialize(json) {
         return Ok(value);
     }
@@ -327,8 +349,10 @@ mod tests {
 
     #[test]
     fn kebab_case_json_round_trips_and_a_missing_option_is_none() {
-        let input: ProbeInput = from_json(&json!({ "repo": facts(), "logical-time": 7 }), "input").unwrap();
-        assert_eq!((input.repo.upstream_head.as_deref(), input.repo.behind), (None, 2));
+        let json = json!({ "repo": facts(), "logical-time": 7 });
+        let input: ProbeInput = from_json(&json, "input").unwrap();
+        assert_eq!((input.repo.upstream_head, input.repo.behind), (None, 2));
+        assert_eq!(input.repo.name.as_ptr(), json["repo"]["name"].as_str().unwrap().as_ptr(), "borrowed, not copied");
         let back = serde_json::to_value(&input).unwrap();
         assert_eq!(back["repo"]["upstream-head"], serde_json::Value::Null);
         assert_eq!(back["logical-time"], 7);
@@ -342,10 +366,10 @@ mod tests {
         repo["incoming"] = json!([{ "id": "a", "summary": "s", "changed-paths": [1] }]);
         let nested = from_json::<ProbeInput>(&json!({ "repo": repo, "logical-time": 1 }), "input").unwrap_err();
         assert!(nested.starts_with("at input.repo.incoming[0].changed-paths[0]: invalid type"), "{nested}");
-        let unknown = from_json::<ProbeInput>(&json!({ "repo": facts(), "logical-time": 1, "x": 1 }), "input");
-        assert!(unknown.unwrap_err().starts_with("at input.x: unknown field `x`"));
-        let negative = from_json::<Setting>(&json!({ "key": "k", "value": -1 }), "input");
-        assert!(negative.is_ok());
+        let unknown = json!({ "repo": facts(), "logical-time": 1, "x": 1 });
+        assert!(from_json::<ProbeInput>(&unknown, "input").unwrap_err().starts_with("at input.x: unknown field `x`"));
+        let negative = json!({ "key": "k", "value": -1 });
+        assert_eq!(from_json::<Setting>(&negative, "input").map(|s| s.value), Ok(-1));
         let severity =
             from_json::<Signal>(&json!({ "key": "k", "value": "v", "severity": "loud", "message": "" }), "s");
         assert!(severity.unwrap_err().starts_with("at s.severity: unknown variant `loud`"));
