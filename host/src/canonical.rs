@@ -182,9 +182,9 @@ struct Scanned {
 
 fn scan(text: &str) -> Scanned {
     // No early exit, so the loop vectorizes; the strings are short.
-    let (escape, from_e000) = text
-        .bytes()
-        .fold((false, false), |(escape, high), b| (escape | (b < 0x20) | (b == b'"') | (b == b'\\'), high | (b >= 0xee)));
+    let (escape, from_e000) = text.bytes().fold((false, false), |(escape, high), b| {
+        (escape | (b < 0x20) | (b == b'"') | (b == b'\\'), high | (b >= 0xee))
+    });
     Scanned { escape, from_e000 }
 }
 
@@ -286,8 +286,10 @@ mod tests {
     /// Keys and strings drawn from ASCII, characters JSON escapes, and the
     /// ranges where UTF-8 and UTF-16 orders disagree.
     fn arb_text() -> impl proptest::strategy::Strategy<Value = String> {
-        proptest::string::string_regex("[a-c\"\\\\\\x00-\\x1f\\x7f\u{e9}\u{e000}-\u{e002}\u{fffd}\u{1f600}-\u{1f602}]{0,4}")
-            .expect("regex")
+        proptest::string::string_regex(
+            "[a-c\"\\\\\\x00-\\x1f\\x7f\u{e9}\u{e000}-\u{e002}\u{fffd}\u{1f600}-\u{1f602}]{0,4}",
+        )
+        .expect("regex")
     }
 
     fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
