@@ -183,6 +183,7 @@ fn wrong_shape_and_forbidden_imports_are_refused_at_load() {
     let out = env.hermes(&["plugin", "test", component("wrong_shape_scorer").to_str().unwrap()]);
     out.assert_status(6);
     assert!(out.stdout.contains("does not implement world risk-scorer"), "{}", out.stdout);
+    assert!(out.stdout.contains("type-checking export func `score`"), "{}", out.stdout);
 
     let out = env.hermes(&["plugin", "inspect", component("socket_scorer").to_str().unwrap()]);
     out.assert_status(3);

@@ -98,7 +98,9 @@ fn operation_export<O: Operation>(pre: &InstancePre<PluginState>) -> wasmtime::R
 }
 
 /// The index of the function export `name`, checked to take `P` and
-/// return `R`.
+/// return `R`. `ComponentFunc::typecheck` is the check `bindgen!`'s
+/// generated code makes (hidden from wasmtime's docs for that reason; the
+/// version is pinned to 48.x).
 fn typed_export<P, R>(pre: &InstancePre<PluginState>, name: &str) -> wasmtime::Result<ComponentExportIndex>
 where
     P: ComponentNamedList + Lower,
