@@ -11,4 +11,4 @@ wasmtime::component::bindgen!({
     interfaces: "import hermes:plugin/host@0.1.0;",
 });
 
-pub use hermes::plugin::host;
+pub use self::hermes::plugin::host;
